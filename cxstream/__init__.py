@@ -1,0 +1,1 @@
+"""cxstream: live customer-experience metrics from Kafka."""
