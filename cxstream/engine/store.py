@@ -1,0 +1,201 @@
+"""Bucket stores and window evaluation.
+
+`BucketStore` holds the buckets of one stage-1 partition (or, in `replay`, of the
+whole file); `MergedStore` is stage 2's view: the latest absolute partial of each
+source partition, summed per bucket. Both are evaluated by `evaluate_scope`, so a
+window is computed one way whatever drove the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxstream.engine.aggregates import Bucket, C
+from cxstream.engine.metrics import compute_fields, feature_usage
+from cxstream.engine.windows import HOUR_MS, LEVELS, MINUTE_MS, WINDOWS, bucket_start, cover
+
+__all__ = [
+    "ALL_TIME",
+    "BucketKey",
+    "BucketStore",
+    "MergedStore",
+    "ScopeResult",
+    "evaluate_scope",
+    "live_cut",
+    "live_scopes",
+    "top_list",
+]
+
+# (scope, width_ms, start_ms); width 0 is the scope's all-time bucket (subscriptions).
+BucketKey = tuple[str, int, int]
+ALL_TIME = 0
+
+
+def live_cut(level_width: int, retention_ms: int, now_ms: int) -> int:
+    """Buckets of this level starting before the returned ms are expired."""
+    return bucket_start(now_ms - retention_ms, level_width)
+
+
+@dataclass(slots=True)
+class BucketStore:
+    """Buckets keyed by (scope, width, start), with the keys changed since last asked."""
+
+    buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
+    dirty: set[BucketKey] = field(default_factory=set)
+
+    def get(self, key: BucketKey) -> Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = Bucket()
+        self.dirty.add(key)
+        return bucket
+
+    def take_dirty(self) -> dict[BucketKey, Bucket | None]:
+        """The changed buckets since the last call (None: the bucket is gone)."""
+        out = {key: self.buckets.get(key) for key in self.dirty}
+        self.dirty.clear()
+        return out
+
+    def expire(self, now_ms: int) -> None:
+        """Drop buckets no window can cover any more (not reported as dirty)."""
+        cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
+        dead = [k for k in self.buckets if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
+        for key in dead:
+            del self.buckets[key]
+            self.dirty.discard(key)
+
+    def scopes(self) -> set[str]:
+        return {key[0] for key in self.buckets}
+
+    def lookup(self, key: BucketKey) -> Bucket | None:
+        return self.buckets.get(key)
+
+
+@dataclass(slots=True)
+class MergedStore:
+    """Stage 2: the sum over source partitions of their latest partial per bucket."""
+
+    merged: BucketStore = field(default_factory=BucketStore)
+    partials: dict[tuple[int, BucketKey], Bucket] = field(default_factory=dict)
+
+    def update(self, source: int, key: BucketKey, partial: Bucket | None) -> None:
+        """Replace the partial of `source` for `key` (idempotent: same value, same sum)."""
+        old = self.partials.pop((source, key), None)
+        target = self.merged.get(key)
+        if old is not None:
+            target.merge(old, -1)
+        if partial is not None and not partial.is_empty():
+            self.partials[(source, key)] = partial
+            target.merge(partial)
+        if target.is_empty():
+            del self.merged.buckets[key]
+
+    def drop_source(self, source: int) -> None:
+        """Forget a partition's partials (it moved to another worker)."""
+        for skey in [k for k in self.partials if k[0] == source]:
+            self.update(source, skey[1], None)
+
+    def expire(self, now_ms: int) -> None:
+        self.merged.expire(now_ms)
+        cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
+        dead = [k for k in self.partials if k[1][1] != ALL_TIME and k[1][2] < cuts[k[1][1]]]
+        for key in dead:
+            del self.partials[key]
+
+
+class _Source:
+    """Read access to summed buckets (a BucketStore or a MergedStore's merged one)."""
+
+    def __init__(self, store: BucketStore) -> None:
+        self.store = store
+
+    def window_sum(self, scope: str, keys: Iterable[tuple[int, int]]) -> Bucket:
+        total = Bucket()
+        for width, start in keys:
+            bucket = self.store.buckets.get((scope, width, start))
+            if bucket is not None:
+                total.merge(bucket)
+        return total
+
+
+@dataclass(slots=True)
+class ScopeResult:
+    """One window of one scope: the SPEC fields, feature usage and the top lists."""
+
+    fields: dict[str, int | float]
+    features: dict[str, float]
+    pages: list[tuple[str, int]]
+    exit_pages: list[tuple[str, int]]
+    top_features: list[tuple[str, int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pages": [list(p) for p in self.pages],
+            "exit_pages": [list(p) for p in self.exit_pages],
+            "features": [list(p) for p in self.top_features],
+        }
+
+
+def top_list(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The n largest counts, ties broken by name."""
+    return sorted(((k, c) for k, c in counts.items() if c > 0), key=lambda kc: (-kc[1], kc[0]))[:n]
+
+
+def _window_range(width_ms: int, granularity_ms: int, now_ms: int) -> tuple[int, int]:
+    start = bucket_start(now_ms, granularity_ms) - width_ms + granularity_ms
+    # No applied event is later than now, so the range may run to the end of the
+    # current hour: whole hour buckets then cover it with fewer merges.
+    end = bucket_start(now_ms, HOUR_MS) + HOUR_MS
+    return start, end
+
+
+def evaluate_scope(
+    store: BucketStore, scope: str, now_ms: int, top_n: int
+) -> dict[str, ScopeResult]:
+    """Every window of one scope at `now_ms`."""
+    source = _Source(store)
+    alltime = store.buckets.get((scope, ALL_TIME, 0))
+    active_subscribers = 0
+    if alltime is not None:
+        v = alltime.values
+        active_subscribers = v[C.SUBS_STARTED] - v[C.SUBS_CANCELLED]
+    sums = {
+        w.name: source.window_sum(
+            scope, cover(*_window_range(w.width_ms, w.granularity_ms, now_ms))
+        )
+        for w in WINDOWS
+    }
+    active_30d = sums["30d"].values[C.ACTIVE]
+    out: dict[str, ScopeResult] = {}
+    for w in WINDOWS:
+        total = sums[w.name]
+        out[w.name] = ScopeResult(
+            fields=compute_fields(
+                total,
+                active_subscribers=active_subscribers,
+                active_users_30d=active_30d if w.name == "24h" else None,
+            ),
+            features=feature_usage(total),
+            pages=top_list(total.pages, top_n),
+            exit_pages=top_list(total.exits, top_n),
+            top_features=top_list(total.features, top_n),
+        )
+    return out
+
+
+def live_scopes(store: BucketStore, now_ms: int) -> Iterator[str]:
+    """Scopes with an event in the last 30 days or a subscription event ever."""
+    start, end = _window_range(WINDOWS[-1].width_ms, HOUR_MS, now_ms)
+    seen: set[str] = set()
+    for scope, width, bstart in store.buckets:
+        if scope in seen:
+            continue
+        if (
+            width == ALL_TIME
+            or (width == HOUR_MS and start <= bstart < end)
+            or (width == MINUTE_MS and start <= bstart < end)
+        ):
+            seen.add(scope)
+            yield scope

@@ -1,0 +1,486 @@
+"""The event contract: decoding, validation and normalization (SPEC sections 1 and 5).
+
+This is the one place that decides whether an event is accepted and, if not, the
+reject reason. Both the streaming worker and `cxstream replay` decode through
+`decode_message`, so a message is judged the same way offline and live.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from cxstream.errors import InvalidEvent
+
+__all__ = [
+    "DIMENSIONS",
+    "EVENT_TYPES",
+    "FEEDBACK_TYPES",
+    "INTERACTION_TYPES",
+    "MAX_EVENT_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "REJECT_REASONS",
+    "Event",
+    "Rejection",
+    "decode_message",
+    "normalize_dimension",
+    "parse_timestamp",
+    "raw_text",
+    "validate_event",
+]
+
+MAX_MESSAGE_BYTES: Final = 1024 * 1024
+MAX_EVENT_BYTES: Final = 64 * 1024
+FUTURE_TOLERANCE_MS: Final = 5 * 60 * 1000
+
+REJECT_REASONS: Final = (
+    "malformed_json",
+    "not_an_object",
+    "too_large",
+    "missing_field",
+    "bad_type",
+    "unknown_type",
+    "out_of_range",
+    "bad_timestamp",
+    "future_timestamp",
+)
+
+DIMENSIONS: Final = ("product", "channel", "touchpoint")
+JOURNEY_STAGES: Final = frozenset(
+    {"awareness", "consideration", "decision", "retention", "advocacy"}
+)
+
+# A property rule is (name, kind, required, check); `check` returns an error text or None.
+_Check = Callable[[Any], str | None]
+_Rule = tuple[str, str, bool, _Check | None]
+
+
+def _int_range(low: int, high: int | None = None) -> _Check:
+    def check(value: Any) -> str | None:
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f">= {low}"
+            return f"expected an int {bound}, got {value}"
+        return None
+
+    return check
+
+
+def _number_range(low: float, high: float | None = None) -> _Check:
+    def check(value: Any) -> str | None:
+        if value < low or (high is not None and value > high):
+            bound = f"from {low:g} to {high:g}" if high is not None else f">= {low:g}"
+            return f"expected a number {bound}, got {value!r}"
+        return None
+
+    return check
+
+
+def _one_of(*allowed: int) -> _Check:
+    def check(value: Any) -> str | None:
+        if value not in allowed:
+            return f"expected one of {', '.join(map(str, allowed))}, got {value}"
+        return None
+
+    return check
+
+
+_PAGE: Final[_Rule] = ("page", "str", True, None)
+_COMMENT: Final[_Rule] = ("comment", "comment", False, None)
+
+INTERACTION_TYPES: Final[dict[str, tuple[_Rule, ...]]] = {
+    "page_view": (_PAGE, ("referrer", "str", False, None)),
+    "page_leave": (
+        _PAGE,
+        ("duration_ms", "int", True, _int_range(0)),
+        ("scroll_pct", "number", False, _number_range(0, 100)),
+    ),
+    "impression": (("element", "str", True, None),),
+    "click": (("element", "str", True, None),),
+    "feature_used": (("feature", "str", True, None),),
+    "signup": (),
+    "subscription_started": (("mrr", "number", False, _number_range(0)),),
+    "subscription_cancelled": (("reason", "str", False, None),),
+    "support_ticket_opened": (("ticket_id", "str", True, None),),
+    "support_ticket_resolved": (
+        ("ticket_id", "str", True, None),
+        ("first_response_ms", "int", False, _int_range(0)),
+        ("resolution_ms", "int", False, _int_range(0)),
+        ("contacts", "int", False, _int_range(1)),
+    ),
+    "task_completed": (
+        ("task", "str", True, None),
+        ("steps", "int", False, _int_range(1)),
+        ("duration_ms", "int", False, _int_range(0)),
+    ),
+    "task_failed": (("task", "str", True, None),),
+}
+
+# CSAT and CES check `score` against `scale` after both are typed (see _validate_scored).
+FEEDBACK_TYPES: Final[dict[str, tuple[_Rule, ...]]] = {
+    "nps": (("score", "int", True, _int_range(0, 10)), _COMMENT),
+    "csat": (
+        ("score", "int", True, None),
+        ("scale", "int", False, _one_of(5, 7, 10)),
+        _COMMENT,
+    ),
+    "ces": (
+        ("score", "int", True, None),
+        ("scale", "int", False, _one_of(5, 7)),
+        _COMMENT,
+    ),
+}
+DEFAULT_SCALE: Final = {"csat": 5, "ces": 7}
+
+EVENT_TYPES: Final = {**INTERACTION_TYPES, **FEEDBACK_TYPES}
+SESSION_TYPES: Final = frozenset({"page_view", "page_leave"})
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_DIM_BAD_CHARS: Final = re.compile(r"[^a-z0-9_.-]")
+_DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@dataclass(slots=True)
+class Event:
+    """An accepted event: envelope normalized, `ts_ms` in epoch ms, props typed.
+
+    Dimension values are normalized but not yet capped; the cap needs state
+    that the engine owns (first come, first served across the deployment).
+    """
+
+    event_id: str
+    type: str
+    ts_ms: int
+    user_id: str
+    session_id: str | None
+    product: str
+    channel: str
+    touchpoint: str
+    props: dict[str, Any]
+    account_id: str | None = None
+    journey_stage: str | None = None
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A rejected event, with everything the dead-letter record needs."""
+
+    reason: str
+    error: str
+    index: int | None
+    raw: str
+
+    def deadletter(
+        self, *, source_topic: str, partition: int, offset: int, at_ms: int
+    ) -> dict[str, Any]:
+        """The dead-letter record of SPEC section 5."""
+        return {
+            "reason": self.reason,
+            "error": self.error,
+            "source_topic": source_topic,
+            "partition": partition,
+            "offset": offset,
+            "index": self.index,
+            "raw": self.raw,
+            "at": at_ms,
+        }
+
+
+def normalize_dimension(value: str) -> str:
+    """Lower-case, `[a-z0-9_.-]` only, at most 64 chars; `all` becomes `_all`."""
+    text = _DIM_BAD_CHARS.sub("_", value.lower())[:64]
+    if not text:
+        return "unknown"
+    return "_all" if text == "all" else text
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    # Howard Hinnant's algorithm: days since 1970-01-01 of a proleptic Gregorian date.
+    year -= month <= 2
+    era = (year if year >= 0 else year - 399) // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_timestamp(text: str) -> int:
+    """Epoch milliseconds of an RFC 3339 date-time with offset (fraction truncated to ms).
+
+    Raises InvalidEvent(`bad_timestamp`) for anything else, leap seconds included:
+    an event time must map onto one instant of the epoch timeline.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise InvalidEvent(
+            "bad_timestamp", f"ts: expected an RFC 3339 date-time with offset, got {text!r}"
+        )
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = match.group(7) or ""
+    days_in_month = _DAYS_IN_MONTH[month - 1] if 1 <= month <= 12 else 0
+    if month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
+        days_in_month = 29
+    offset_ms = 0
+    if match.group(8) is None:
+        off_h, off_m = int(match.group(10)), int(match.group(11))
+        if off_h > 23 or off_m > 59:
+            days_in_month = 0  # reported below as an invalid date-time
+        offset_ms = (off_h * 60 + off_m) * 60_000 * (1 if match.group(9) == "+" else -1)
+    if not (1 <= day <= days_in_month and hour <= 23 and minute <= 59 and second <= 59):
+        raise InvalidEvent("bad_timestamp", f"ts: not a valid date-time: {text!r}")
+    millis = int((fraction + "000")[:3])
+    seconds = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    return seconds * 1000 + millis - offset_ms
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an int"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _bad_type(field: str, expected: str, value: Any) -> InvalidEvent:
+    return InvalidEvent("bad_type", f"{field}: expected {expected}, got {_type_name(value)}")
+
+
+def _check_str(field: str, value: Any, max_len: int, min_len: int = 1) -> str:
+    if not isinstance(value, str):
+        raise _bad_type(field, "a string", value)
+    if not min_len <= len(value) <= max_len:
+        raise InvalidEvent(
+            "out_of_range",
+            f"{field}: expected a string of {min_len} to {max_len} characters, got {len(value)}",
+        )
+    return value
+
+
+def _as_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_type(field, "an int", value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidEvent("bad_type", f"{field}: expected an int, got {value!r}")
+        return int(value)
+    return int(value)
+
+
+def _validate_props(etype: str, props: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, kind, required, check in EVENT_TYPES[etype]:
+        value = props.get(name)
+        field = f"properties.{name}"
+        if value is None:
+            if required:
+                raise InvalidEvent("missing_field", f"{field}: required for {etype}")
+            continue
+        if kind == "str":
+            out[name] = _check_str(field, value, 256)
+            continue
+        if kind == "comment":
+            out[name] = _check_str(field, value, 5000)
+            continue
+        if kind == "int":
+            number: int | float = _as_int(field, value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _bad_type(field, "a number", value)
+            number = value
+        if check is not None and (problem := check(number)) is not None:
+            raise InvalidEvent("out_of_range", f"{field}: {problem}")
+        out[name] = number
+    if etype in DEFAULT_SCALE:
+        scale = out.setdefault("scale", DEFAULT_SCALE[etype])
+        score = out["score"]
+        if not 1 <= score <= scale:
+            raise InvalidEvent(
+                "out_of_range",
+                f"properties.score: expected an int from 1 to {scale}, got {score}",
+            )
+    return out
+
+
+def validate_event(obj: dict[str, Any], now_ms: int | None) -> Event:
+    """Validate one decoded event object; raise InvalidEvent with the first failing stage.
+
+    `now_ms` None skips the future check (replay decides `now` after reading).
+    """
+    event_id = obj.get("event_id")
+    if event_id is None:
+        raise InvalidEvent("missing_field", "event_id: required")
+    _check_str("event_id", event_id, 128)
+    etype = obj.get("type")
+    if etype is None:
+        raise InvalidEvent("missing_field", "type: required")
+    if not isinstance(etype, str):
+        raise _bad_type("type", "a string", etype)
+    ts = obj.get("ts")
+    if ts is None:
+        raise InvalidEvent("missing_field", "ts: required")
+    if isinstance(ts, bool) or not isinstance(ts, str | int):
+        raise _bad_type("ts", "an RFC 3339 string or an integer of epoch ms", ts)
+    user_id = obj.get("user_id")
+    if user_id is None:
+        raise InvalidEvent("missing_field", "user_id: required")
+    _check_str("user_id", user_id, 256)
+    account_id = obj.get("account_id")
+    if account_id is not None:
+        _check_str("account_id", account_id, 256)
+    dims: list[str] = []
+    for name in DIMENSIONS:
+        value = obj.get(name)
+        if value is None:
+            dims.append("unknown")
+        elif isinstance(value, str):
+            dims.append(normalize_dimension(value))
+        else:
+            raise _bad_type(name, "a string", value)
+    stage = obj.get("journey_stage")
+    if stage is not None:
+        if not isinstance(stage, str):
+            raise _bad_type("journey_stage", "a string", stage)
+        if stage not in JOURNEY_STAGES:
+            raise InvalidEvent(
+                "out_of_range",
+                "journey_stage: expected one of awareness, consideration, decision, "
+                f"retention, advocacy, got {stage[:64]!r}",
+            )
+    props = obj.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise _bad_type("properties", "an object", props)
+    if etype not in EVENT_TYPES:
+        raise InvalidEvent("unknown_type", f"type: unknown event type {etype[:64]!r}")
+    session_id = obj.get("session_id")
+    if session_id is None:
+        if etype in SESSION_TYPES:
+            raise InvalidEvent("missing_field", f"session_id: required for {etype}")
+    else:
+        _check_str("session_id", session_id, 256)
+    typed = _validate_props(etype, props)
+    ts_ms = parse_timestamp(ts) if isinstance(ts, str) else ts
+    if now_ms is not None and ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        raise InvalidEvent(
+            "future_timestamp",
+            f"ts: {ts_ms} is more than 5 minutes after now ({now_ms})",
+        )
+    return Event(
+        event_id=event_id,
+        type=etype,
+        ts_ms=ts_ms,
+        user_id=user_id,
+        session_id=session_id,
+        product=dims[0],
+        channel=dims[1],
+        touchpoint=dims[2],
+        props=typed,
+        account_id=account_id,
+        journey_stage=stage,
+    )
+
+
+def raw_text(data: bytes) -> str:
+    """The message as text for a dead letter: UTF-8 if it is, base64 otherwise."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii")
+
+
+def _first_char(data: bytes) -> int:
+    for byte in data:
+        if byte not in b" \t\r\n":
+            return byte
+    return 0
+
+
+def decode_message(data: bytes, now_ms: int | None) -> list[Event | Rejection]:
+    """Split one Kafka message (an event or a batch) into accepted events and rejections.
+
+    Each element of the result is one event of SPEC section 5's accounting, in
+    message order; a message that cannot be split is a single Rejection with
+    index None. Never raises for bad input.
+    """
+    size = len(data)
+    if size > MAX_MESSAGE_BYTES:
+        return [Rejection("too_large", f"message: {size} bytes, limit 1 MiB", None, _clip(data))]
+    is_batch = _first_char(data) == ord("[")
+    if size > MAX_EVENT_BYTES and not is_batch:
+        return [Rejection("too_large", f"event: {size} bytes, limit 64 KiB", None, raw_text(data))]
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return [Rejection("malformed_json", f"message: not JSON: {exc}", None, raw_text(data))]
+    if isinstance(doc, dict):
+        return [_decode_object(doc, now_ms, None, data)]
+    if not isinstance(doc, list):
+        return [
+            Rejection(
+                "not_an_object",
+                f"message: expected an event object or an array, got {_type_name(doc)}",
+                None,
+                raw_text(data),
+            )
+        ]
+    check_size = size > MAX_EVENT_BYTES
+    out: list[Event | Rejection] = []
+    for index, element in enumerate(doc):
+        if not isinstance(element, dict):
+            out.append(
+                Rejection(
+                    "not_an_object",
+                    f"[{index}]: expected an event object, got {_type_name(element)}",
+                    index,
+                    orjson.dumps(element).decode(),
+                )
+            )
+            continue
+        text: bytes | None = None
+        if check_size:
+            text = orjson.dumps(element)
+            if len(text) > MAX_EVENT_BYTES:
+                out.append(
+                    Rejection(
+                        "too_large",
+                        f"[{index}]: event of {len(text)} bytes, limit 64 KiB",
+                        index,
+                        text.decode(),
+                    )
+                )
+                continue
+        out.append(_decode_object(element, now_ms, index, text))
+    return out
+
+
+def _decode_object(
+    obj: dict[str, Any], now_ms: int | None, index: int | None, text: bytes | None
+) -> Event | Rejection:
+    try:
+        return validate_event(obj, now_ms)
+    except InvalidEvent as exc:
+        raw = (text if text is not None else orjson.dumps(obj)).decode()
+        prefix = f"[{index}]." if index is not None else ""
+        return Rejection(exc.reason, prefix + exc.message, index, raw)
+
+
+def _clip(data: bytes) -> str:
+    # A dead letter must itself fit in a Kafka message: keep the first 64 KiB of an
+    # oversized message (the whole of it would be refused by the broker).
+    return raw_text(data[:MAX_EVENT_BYTES])
