@@ -29,11 +29,13 @@ from urllib.parse import urlsplit
 import yaml
 from yaml.constructor import ConstructorError
 
+from cxstream.engine.metrics import METRIC_FIELDS
+from cxstream.engine.partition import DEFAULT_CSAT_THRESHOLDS
+from cxstream.engine.windows import WINDOWS
 from cxstream.errors import ConfigError
+from cxstream.events import DIMENSIONS, normalize_dimension
 
 __all__ = [
-    "DEFAULT_CSAT_THRESHOLDS",
-    "METRIC_FIELDS",
     "AlertRule",
     "FileConfig",
     "KafkaSecurity",
@@ -44,65 +46,11 @@ __all__ = [
     "load_yaml_config",
 ]
 
-#: The field names of SPEC section 2: what an alert rule may watch. This is the
-#: loaders' default; a module that owns the metric definitions can pass its own
-#: list as `metric_fields=` instead of a second copy living elsewhere.
-METRIC_FIELDS: Final[tuple[str, ...]] = (
-    "events",
-    "active_users",
-    "nps_n",
-    "nps_promoters",
-    "nps_passives",
-    "nps_detractors",
-    "nps",
-    "nps_ci95",
-    "csat_n",
-    "csat",
-    "csat_ci95_low",
-    "csat_ci95_high",
-    "ces_n",
-    "ces",
-    "ces_easy",
-    "pageviews",
-    "sessions",
-    "pages_per_session",
-    "bounce_rate",
-    "avg_time_on_page_s",
-    "scroll_depth",
-    "impressions",
-    "clicks",
-    "ctr",
-    "signups",
-    "activation_rate",
-    "time_to_value_s",
-    "stickiness",
-    "subs_started",
-    "subs_cancelled",
-    "active_subscribers",
-    "churn_rate",
-    "retention_rate",
-    "tickets_opened",
-    "tickets_resolved",
-    "tickets_per_user",
-    "avg_first_response_s",
-    "avg_resolution_s",
-    "contacts_per_resolution",
-    "one_contact_resolution_rate",
-    "tasks_completed",
-    "tasks_failed",
-    "task_success_rate",
-    "avg_task_steps",
-)
-
-#: Lowest score counted as satisfied, per CSAT scale (SPEC section 2).
-DEFAULT_CSAT_THRESHOLDS: Final[Mapping[int, int]] = {5: 4, 7: 6, 10: 8}
-
 # Rolling windows, shortest first: the order decides which window may serve as
 # the baseline of a `drop_vs`/`rise_vs` rule.
-_WINDOWS: Final = ("5m", "1h", "24h", "7d", "30d")
+_WINDOWS: Final = tuple(w.name for w in sorted(WINDOWS, key=lambda w: w.width_ms))
 _SEVERITIES: Final = ("info", "warning", "critical")
 _CONDITIONS: Final = ("below", "above", "drop_vs", "rise_vs")
-_SCOPE_DIMENSIONS: Final = ("product", "channel", "touchpoint")
 _SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _DEFAULT_DATADIR: Final = Path("cxstream-data")
@@ -297,22 +245,13 @@ def _path(key: str, value: object) -> Path:
     raise _Invalid(key, f"expected a file system path, got {_show(value)}")
 
 
-def _normalize_dimension(value: str) -> str:
-    # SPEC section 1's normalization of dimension values; used only to suggest
-    # the scope a user meant, the events module applies it to real input.
-    text = re.sub(r"[^a-z0-9_.-]", "_", value.lower())[:64]
-    if not text:
-        return "unknown"
-    return "_all" if text == "all" else text
-
-
 def _scope(key: str, value: object) -> str | None:
     """`None` (every scope), `all`, or `product=`/`channel=`/`touchpoint=` and a value."""
     if value is None or value == "all":
         return value
     if isinstance(value, str):
         dimension, eq, raw = value.partition("=")
-        if eq and dimension in _SCOPE_DIMENSIONS and raw != "all" and _SCOPE_VALUE.fullmatch(raw):
+        if eq and dimension in DIMENSIONS and raw != "all" and _SCOPE_VALUE.fullmatch(raw):
             return value
     problem = (
         "expected all, or product=, channel= or touchpoint= and a normalized value "
@@ -321,8 +260,8 @@ def _scope(key: str, value: object) -> str | None:
     if isinstance(value, str) and "=" in value:
         dimension, _, raw = value.partition("=")
         dimension = dimension.strip().lower()
-        if dimension in _SCOPE_DIMENSIONS:
-            problem += f"; did you mean '{dimension}={_normalize_dimension(raw.strip())}'?"
+        if dimension in DIMENSIONS:
+            problem += f"; did you mean '{dimension}={normalize_dimension(raw.strip())}'?"
     raise _Invalid(key, problem)
 
 
@@ -917,7 +856,8 @@ def load_yaml_config(
     """Read and check the YAML config: a `str` is the YAML text, a path is a file.
 
     An empty document gives the defaults. Alert rules may watch only the
-    fields in `metric_fields`. Raises `ConfigError` naming the key path, or the
+    fields in `metric_fields` (default: the engine's `METRIC_FIELDS`, the
+    fields of SPEC section 2). Raises `ConfigError` naming the key path, or the
     file, line and column of a YAML syntax error.
     """
     if isinstance(text_or_path, str):

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from cxstream.config import (
-    DEFAULT_CSAT_THRESHOLDS,
-    METRIC_FIELDS,
     AlertRule,
     FileConfig,
     KafkaSecurity,
@@ -21,6 +19,7 @@ from cxstream.config import (
     load_settings,
     load_yaml_config,
 )
+from cxstream.engine import DEFAULT_CSAT_THRESHOLDS, METRIC_FIELDS
 from cxstream.errors import ConfigError
 
 # The two rules of SPEC section 4, as an operator would write them.
