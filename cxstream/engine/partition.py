@@ -97,7 +97,10 @@ class PartitionState:
         self._seq = 0
         self._cuts: tuple[int, int] = (0, 0)
         self._last_sweep = 0
-        self._dispatch: dict[str, Callable[[Event, Scopes, _User], None]] = {
+        self._dispatch = self._build_dispatch()
+
+    def _build_dispatch(self) -> dict[str, Callable[[Event, Scopes, _User], None]]:
+        return {
             "page_view": self._page_view,
             "page_leave": self._page_leave,
             "impression": self._counter(C.IMPRESSIONS),
@@ -114,6 +117,16 @@ class PartitionState:
             "csat": self._csat,
             "ces": self._ces,
         }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The dispatch table holds closures, which do not pickle; it is rebuilt.
+        state = dict(self.__dict__)
+        del state["_dispatch"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._dispatch = self._build_dispatch()
 
     # -- time ---------------------------------------------------------------------
 

@@ -1,0 +1,453 @@
+"""The streaming worker: the Faust app, its two agents and the publisher.
+
+Agents read, hand messages to the Faust-free stages (`cxstream.stages`) and send
+what those produce: dead letters, partials, then, on the publisher's tick, whole
+metric values to the sinks. The meaning of every metric stays in `engine/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from cxstream.checkpoint import CheckpointStore
+from cxstream.config import Settings
+from cxstream.engine import DimensionCap, evaluate_scope, live_scopes
+from cxstream.errors import CxStreamError
+from cxstream.sinks import Published
+from cxstream.sinks.prometheus import PipelineMetrics, PrometheusSink
+from cxstream.sinks.redis import RedisSink
+from cxstream.stages import Batch, ScopePartition, ScopeStage, UserStage
+
+__all__ = ["Worker", "build_worker", "run_worker"]
+
+log = logging.getLogger("cxstream.worker")
+
+BATCH_EVENTS = 2000
+BATCH_WITHIN_S = 0.05
+FULL_REPUBLISH_EVERY_MS = 60_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def partials_topic_name(app_id: str) -> str:
+    return f"{app_id}-partials"
+
+
+class MetricsServer:
+    """`/metrics` and `/healthz` on the metrics port, bound before joining the group.
+
+    Binding first means a port clash stops the worker at start with a clear error,
+    instead of crashing it after it has joined the consumer group.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, is_ready: Callable[[], bool]
+    ) -> None:
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, status, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/healthz"):
+                    ok = is_ready()
+                    body = b"ok\n" if ok else b"starting\n"
+                    status, ctype = (200 if ok else 503), "text/plain"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise CxStreamError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror}; "
+                "set CXSTREAM_METRICS_PORT to a free port"
+            ) from None
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Worker:
+    """Everything one worker process holds; built by `build_worker`."""
+
+    settings: Settings
+    app: Any
+    user_stage: UserStage
+    scope_stage: ScopeStage
+    checkpoints: CheckpointStore
+    registry: CollectorRegistry
+    metrics: PipelineMetrics
+    prometheus: PrometheusSink
+    redis: RedisSink | None
+    topics: dict[str, Any] = field(default_factory=dict)
+    published_scopes: set[str] = field(default_factory=set)
+    last_full_ms: int = 0
+    redis_needs_all: bool = True
+    marker_key: str = ""
+    consuming: bool = False
+    on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
+        default_factory=list
+    )
+
+    # -- partitions ----------------------------------------------------------------
+
+    def user_partition(self, partition: int) -> None:
+        """Make sure stage 1 holds `partition`, restoring its checkpoint if there is one."""
+        if partition in self.user_stage.partitions:
+            return
+        saved = self.checkpoints.load(f"stage1-{partition}")
+        if saved is not None:
+            part = saved
+            log.info("stage 1: partition %d restored at offsets %s", partition, part.applied)
+        else:
+            part = self.user_stage.new_partition(partition, 0)
+        self.user_stage.adopt(part, epoch=now_ms())
+
+    def scope_part(self, partition: int) -> ScopePartition:
+        parts = self.scope_stage.partitions
+        part = parts.get(partition)
+        if part is None:
+            saved = self.checkpoints.load(f"stage2-{partition}")
+            part = saved if saved is not None else ScopePartition(partition)
+            parts[partition] = part
+            self.scope_stage.dirty.update(s for s, _, _ in part.store.merged.buckets)
+        return part
+
+    def checkpoint(self) -> None:
+        """Write every owned partition's state with its offset stamps (synchronous)."""
+        started = time.perf_counter()
+        self.checkpoints.save("dimensions", self.user_stage.cap.admitted)
+        for p, upart in self.user_stage.partitions.items():
+            self.checkpoints.save(f"stage1-{p}", upart)
+        for p, spart in self.scope_stage.partitions.items():
+            self.checkpoints.save(f"stage2-{p}", spart)
+        log.debug("checkpoint in %.3f s", time.perf_counter() - started)
+
+    async def on_assigned(self, assigned: set[Any]) -> None:
+        inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
+        partials = partials_topic_name(self.settings.app_id)
+        for tp in assigned:
+            if tp.topic in inputs:
+                self.user_partition(tp.partition)
+            elif tp.topic == partials:
+                self.scope_part(tp.partition)
+        if not self.consuming:
+            self.consuming = True
+            log.info("cxstream worker consuming: %d partitions assigned", len(assigned))
+
+    async def on_revoked(self, revoked: set[Any]) -> None:
+        self.checkpoint()
+        inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
+        partials = partials_topic_name(self.settings.app_id)
+        lost_scopes: set[str] = set()
+        for tp in revoked:
+            if tp.topic in inputs:
+                self.user_stage.partitions.pop(tp.partition, None)
+            elif tp.topic == partials:
+                part = self.scope_stage.partitions.pop(tp.partition, None)
+                if part is not None:
+                    lost_scopes.update(s for s, _, _ in part.store.merged.buckets)
+        if lost_scopes:
+            await self.prometheus.forget(lost_scopes)
+            self.published_scopes -= lost_scopes
+
+    # -- stage 1 -------------------------------------------------------------------
+
+    async def ingest(self, events: list[Any]) -> None:
+        now = now_ms()
+        messages = []
+        for event in events:
+            msg = event.message
+            self.user_partition(msg.partition)
+            messages.append((msg.topic, msg.partition, msg.offset, msg.value))
+        batch = Batch()
+        self.user_stage.process(messages, now, batch)
+        await self.emit(batch, now)
+
+    async def emit(self, batch: Batch, now: int) -> None:
+        metrics = self.metrics
+        deadletter = self.topics["deadletter"]
+        for rejection, topic, partition, offset in batch.rejected:
+            record = rejection.deadletter(
+                source_topic=topic, partition=partition, offset=offset, at_ms=now
+            )
+            await deadletter.send(value=orjson.dumps(record))
+            metrics.rejected.labels(rejection.reason).inc()
+        if batch.duplicates:
+            metrics.duplicates.inc(batch.duplicates)
+        for event in batch.accepted:
+            metrics.events.labels(event.type).inc()
+            metrics.lag.observe(max(0.0, (now - event.ts_ms) / 1000))
+        await self.send_partials()
+
+    async def send_partials(self) -> None:
+        topic = self.topics["partials"]
+        for message in self.user_stage.partials():
+            await topic.send(value=message.value, partition=message.partition)
+
+    # -- stage 2 -------------------------------------------------------------------
+
+    async def merge(self, events: list[Any]) -> None:
+        for event in events:
+            msg = event.message
+            self.scope_part(msg.partition)
+            self.scope_stage.apply(msg.partition, msg.offset, msg.value)
+
+    # -- publisher -------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Advance stage-1 clocks, then publish the windows of changed scopes."""
+        now = now_ms()
+        self.user_stage.tick(now)
+        await self.send_partials()
+        scopes = self.scope_stage.take_dirty()
+        full = now - self.last_full_ms >= FULL_REPUBLISH_EVERY_MS
+        if full:
+            self.last_full_ms = now
+            for part in self.scope_stage.partitions.values():
+                part.store.expire(now)
+        live: dict[str, ScopePartition] = {}
+        for part in self.scope_stage.partitions.values():
+            for scope in live_scopes(part.store.merged, now):
+                live[scope] = part
+        gone = self.published_scopes - live.keys()
+        if full or self.redis_needs_all:
+            scopes = set(live)
+        items = self.evaluate({s: live[s] for s in scopes if s in live}, now)
+        await self.prometheus.publish(items, now)
+        if gone:
+            await self.prometheus.forget(gone)
+        self.published_scopes = set(live)
+        await self.publish_redis(items, gone, now, live)
+        for hook in self.on_publish:
+            await hook(items, now)
+
+    def evaluate(self, scopes: dict[str, ScopePartition], now: int) -> list[Published]:
+        top_n = self.settings.limits.top_n
+        items: list[Published] = []
+        for scope, part in sorted(scopes.items()):
+            for name, res in evaluate_scope(part.store.merged, scope, now, top_n).items():
+                items.append(
+                    Published(
+                        window=name,
+                        scope=scope,
+                        fields=res.fields,
+                        features=res.features,
+                        pages=res.pages,
+                        exit_pages=res.exit_pages,
+                        top_features=res.top_features,
+                        window_end_ms=now,
+                    )
+                )
+        return items
+
+    async def publish_redis(
+        self, items: list[Published], gone: set[str], now: int, live: dict[str, ScopePartition]
+    ) -> None:
+        if self.redis is None:
+            return
+        try:
+            if not self.redis_needs_all and not await self.redis.client.exists(self.marker_key):
+                # Redis lost its data (a restart): write everything, not just changes.
+                items = self.evaluate(live, now)
+            await self.redis.publish(items, now)
+            if gone:
+                await self.redis.forget(gone)
+            await self.redis.client.set(self.marker_key, str(now))
+            self.redis_needs_all = False
+        except Exception as exc:  # any Redis failure: count it, retry everything next tick
+            self.metrics.sink_errors.labels("redis").inc()
+            if not self.redis_needs_all:
+                log.warning("redis sink: %s; retrying on the next tick", exc)
+            self.redis_needs_all = True
+
+
+def build_worker(settings: Settings, *, registry: CollectorRegistry | None = None) -> Worker:
+    """Wire the Faust app, stages and sinks for `settings` (nothing is started)."""
+    import redis.asyncio as aioredis
+
+    # Faust's own annotations do not fit its decorator and signal idioms; treat it as Any.
+    faust: Any = importlib.import_module("faust")
+
+    from cxstream.kafka import apply_broker_compat_from_env, faust_security_settings
+
+    apply_broker_compat_from_env()
+    registry = registry if registry is not None else CollectorRegistry()
+    topics = settings.topics
+    security = settings.kafka
+    session_timeout = float(os.environ.get("CXSTREAM_KAFKA_SESSION_TIMEOUT_S", "10"))
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_urls,
+        store="memory://",
+        datadir=str(settings.datadir / settings.app_id / "faust"),
+        web_enabled=False,
+        topic_partitions=topics.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(0.5, session_timeout / 6),
+        broker_commit_interval=2.0,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_max_request_size=2 * 1024 * 1024,
+        **faust_security_settings(
+            security.security_protocol,
+            security.sasl_mechanism,
+            security.sasl_username,
+            security.sasl_password,
+            str(security.ssl_cafile) if security.ssl_cafile else None,
+        ),
+    )
+    cap = DimensionCap(settings.limits.max_dimension_values)
+    checkpoints = CheckpointStore(settings.datadir, settings.app_id)
+    saved_dims = checkpoints.load("dimensions")
+    if saved_dims:
+        for dimension, values in saved_dims.items():
+            cap.restore(dimension, values)
+    worker = Worker(
+        settings=settings,
+        app=app,
+        user_stage=UserStage(
+            cap=cap,
+            csat_thresholds=settings.csat_thresholds,
+            dedupe_horizon_ms=settings.dedupe_horizon_s * 1000,
+            partials_partitions=topics.partitions,
+        ),
+        scope_stage=ScopeStage(),
+        checkpoints=checkpoints,
+        registry=registry,
+        metrics=PipelineMetrics(registry),
+        prometheus=PrometheusSink(registry),
+        redis=RedisSink(aioredis.from_url(settings.redis_url)) if settings.redis_url else None,
+        marker_key=f"cx:worker:{settings.app_id}:{os.getpid()}:{now_ms()}",
+    )
+    inputs = app.topic(topics.interactions, topics.feedback, partitions=topics.partitions)
+    partials = app.topic(partials_topic_name(settings.app_id), partitions=topics.partitions)
+    worker.topics = {
+        "partials": partials,
+        "deadletter": app.topic(topics.deadletter, partitions=topics.partitions),
+        "alerts": app.topic(topics.alerts, partitions=topics.partitions),
+    }
+
+    async def stage1(stream: Any) -> None:
+        _hook_commits(worker)
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
+            await worker.ingest(events)
+
+    async def stage2(stream: Any) -> None:
+        _hook_commits(worker)
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
+            await worker.merge(events)
+
+    async def publisher() -> None:
+        await worker.tick()
+
+    async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        await worker.on_revoked(revoked)
+
+    async def assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        await worker.on_assigned(assigned)
+
+    app.agent(inputs, name="cxstream.stage1")(stage1)
+    app.agent(partials, name="cxstream.stage2")(stage2)
+    app.timer(settings.publish_interval_s)(publisher)
+    app.on_partitions_revoked.connect(revoked)
+    app.on_partitions_assigned.connect(assigned)
+    return worker
+
+
+def _hook_commits(worker: Worker) -> None:
+    """Checkpoint state before Faust commits offsets, so state is never behind a commit."""
+    consumer = worker.app.consumer
+    if getattr(consumer, "_cxstream_hooked", False):
+        return
+    original = consumer._commit
+
+    async def commit(offsets: Any) -> Any:
+        worker.checkpoint()
+        return await original(offsets)
+
+    consumer._commit = commit
+    consumer._cxstream_hooked = True
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
+    """Run `cxstream worker` until stopped (SIGINT/SIGTERM)."""
+    faust: Any = importlib.import_module("faust")
+
+    from cxstream.kafka import ensure_topics, kafka_security_settings
+
+    registry = CollectorRegistry()
+    holder: list[Worker] = []
+    server = MetricsServer(
+        registry,
+        settings.metrics_bind,
+        settings.metrics_port,
+        lambda: bool(holder) and holder[0].consuming,
+    )
+    try:
+        worker = build_worker(settings, registry=registry)
+        holder.append(worker)
+        sec = settings.kafka
+        security = kafka_security_settings(
+            sec.security_protocol,
+            sec.sasl_mechanism,
+            sec.sasl_username,
+            sec.sasl_password,
+            str(sec.ssl_cafile) if sec.ssl_cafile else None,
+        )
+        topics = settings.topics
+        n = topics.partitions
+        asyncio.run(
+            ensure_topics(
+                ",".join(settings.bootstrap_servers),
+                {
+                    topics.interactions: n,
+                    topics.feedback: n,
+                    topics.alerts: n,
+                    topics.deadletter: n,
+                    partials_topic_name(settings.app_id): n,
+                },
+                security=security,
+            )
+        )
+
+        log.info(
+            "cxstream worker starting: metrics on http://%s:%d/metrics, health on /healthz",
+            settings.metrics_bind,
+            server.port,
+        )
+        faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True)
+        faust_worker.execute_from_commandline()
+    finally:
+        server.close()
+    return 0
