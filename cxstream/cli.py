@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -88,6 +88,75 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(settings, loglevel=args.loglevel)
 
 
+def cmd_emit(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cxstream.config import load_settings
+
+    settings = load_settings()
+    with open_input(args.file) as handle:
+        return asyncio.run(_emit(settings, handle, batch=not args.no_batch))
+
+
+async def _emit(settings: Any, handle: IO[bytes], *, batch: bool) -> int:
+    import time
+
+    from cxstream.emit import Emitter, line_events
+    from cxstream.events import Rejection
+    from cxstream.kafka import kafka_security_settings
+
+    sec = settings.kafka
+    emitter = Emitter(
+        ",".join(settings.bootstrap_servers),
+        interactions_topic=settings.topics.interactions,
+        feedback_topic=settings.topics.feedback,
+        batch=batch,
+        security=kafka_security_settings(
+            sec.security_protocol,
+            sec.sasl_mechanism,
+            sec.sasl_username,
+            sec.sasl_password,
+            str(sec.ssl_cafile) if sec.ssl_cafile else None,
+        ),
+    )
+    try:
+        await emitter.start()
+    except Exception as exc:
+        raise UsageError(
+            f"cannot connect to Kafka at {emitter.bootstrap}: {exc}",
+            "start a broker or set CXSTREAM_BROKER",
+        ) from None
+    invalid = 0
+    started = last = time.monotonic()
+    try:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parsed = line_events(line.rstrip(b"\r\n"))
+            if isinstance(parsed, Rejection):
+                invalid += 1
+                if invalid <= 20:
+                    print(f"line {number}: {parsed.reason}: {parsed.error}", file=sys.stderr)
+                continue
+            for event in parsed:
+                await emitter.send(event)
+            if number % 10_000 == 0 and time.monotonic() - last >= 2:
+                last = time.monotonic()
+                rate = emitter.stats.events / (last - started)
+                print(f"emit: {number:,} lines, {rate:,.0f} events/s", file=sys.stderr)
+    finally:
+        await emitter.stop()
+    if invalid > 20:
+        print(f"... and {invalid - 20} more invalid lines", file=sys.stderr)
+    stats = emitter.stats
+    print(
+        f"emit: sent {stats.events} events in {stats.messages} messages; "
+        f"{invalid} invalid lines skipped",
+        file=sys.stderr,
+    )
+    return 1 if invalid else 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -105,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", help="JSON-lines file of events or batches; - for stdin")
     replay.add_argument("--now", help="evaluation time: epoch ms or RFC 3339 (default: max ts)")
     replay.set_defaults(func=cmd_replay)
+
+    emit = sub.add_parser("emit", help="validate JSON-lines events and produce them to Kafka")
+    emit.add_argument("file", nargs="?", default="-", help="JSON-lines file; - for stdin")
+    emit.add_argument(
+        "--no-batch", action="store_true", help="one event per message instead of batches"
+    )
+    emit.set_defaults(func=cmd_emit)
 
     worker = sub.add_parser("worker", help="run the stream processor with its sinks")
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
