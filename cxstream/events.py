@@ -8,6 +8,7 @@ reject reason. Both the streaming worker and `cxstream replay` decode through
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,8 +141,8 @@ EVENT_TYPES: Final = {**INTERACTION_TYPES, **FEEDBACK_TYPES}
 SESSION_TYPES: Final = frozenset({"page_view", "page_leave"})
 
 _RFC3339: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 _DIM_BAD_CHARS: Final = re.compile(r"[^a-z0-9_.-]")
 _DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -333,6 +334,8 @@ def validate_event(obj: dict[str, Any], now_ms: int | None) -> Event:
     ts = obj.get("ts")
     if ts is None:
         raise InvalidEvent("missing_field", "ts: required")
+    if isinstance(ts, float) and ts.is_integer():
+        ts = int(ts)  # an integral number is an integer, as `7.0` is in properties
     if isinstance(ts, bool) or not isinstance(ts, str | int):
         raise _bad_type("ts", "an RFC 3339 string or an integer of epoch ms", ts)
     user_id = obj.get("user_id")
@@ -442,31 +445,44 @@ def decode_message(data: bytes, now_ms: int | None) -> list[Event | Rejection]:
     check_size = size > MAX_EVENT_BYTES
     out: list[Event | Rejection] = []
     for index, element in enumerate(doc):
-        if not isinstance(element, dict):
-            out.append(
-                Rejection(
-                    "not_an_object",
-                    f"[{index}]: expected an event object, got {_type_name(element)}",
-                    index,
-                    orjson.dumps(element).decode(),
-                )
-            )
-            continue
         text: bytes | None = None
         if check_size:
-            text = orjson.dumps(element)
+            # Size is validation stage 1, before shape: measure every element.
+            text = element_text(element)
             if len(text) > MAX_EVENT_BYTES:
                 out.append(
                     Rejection(
                         "too_large",
                         f"[{index}]: event of {len(text)} bytes, limit 64 KiB",
                         index,
-                        text.decode(),
+                        _clip_text(text),
                     )
                 )
                 continue
+        if not isinstance(element, dict):
+            out.append(
+                Rejection(
+                    "not_an_object",
+                    f"[{index}]: expected an event object, got {_type_name(element)}",
+                    index,
+                    (text if text is not None else element_text(element)).decode(),
+                )
+            )
+            continue
         out.append(_decode_object(element, now_ms, index, text))
     return out
+
+
+def element_text(element: Any) -> bytes:
+    """A batch element as its own compact JSON text (its size, and its dead-letter `raw`)."""
+    try:
+        return orjson.dumps(element)
+    except orjson.JSONEncodeError:
+        pass  # nested deeper than orjson writes; the standard library goes deeper
+    try:
+        return json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode()
+    except RecursionError:
+        return b'"<not shown: nested too deeply>"'
 
 
 def _decode_object(
@@ -475,12 +491,21 @@ def _decode_object(
     try:
         return validate_event(obj, now_ms)
     except InvalidEvent as exc:
-        raw = (text if text is not None else orjson.dumps(obj)).decode()
+        raw = (text if text is not None else element_text(obj)).decode()
         prefix = f"[{index}]." if index is not None else ""
         return Rejection(exc.reason, prefix + exc.message, index, raw)
 
 
 def _clip(data: bytes) -> str:
     # A dead letter must itself fit in a Kafka message: keep the first 64 KiB of an
-    # oversized message (the whole of it would be refused by the broker).
-    return raw_text(data[:MAX_EVENT_BYTES])
+    # oversized message (the whole of it would be refused by the broker), cut at a
+    # character boundary when the message is UTF-8.
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data[:MAX_EVENT_BYTES]).decode("ascii")
+    return data[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
+
+
+def _clip_text(text: bytes) -> str:
+    return text[: 4 * MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
