@@ -265,6 +265,8 @@ class Worker:
                         exit_pages=res.exit_pages,
                         top_features=res.top_features,
                         window_end_ms=now,
+                        total=res.total,
+                        active_subscribers=res.active_subscribers,
                     )
                 )
         return items

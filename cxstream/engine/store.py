@@ -129,6 +129,8 @@ class ScopeResult:
     pages: list[tuple[str, int]]
     exit_pages: list[tuple[str, int]]
     top_features: list[tuple[str, int]]
+    total: Bucket  # the window's summed bucket: what significance tests need
+    active_subscribers: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +183,8 @@ def evaluate_scope(
             pages=top_list(total.pages, top_n),
             exit_pages=top_list(total.exits, top_n),
             top_features=top_list(total.features, top_n),
+            total=total,
+            active_subscribers=active_subscribers,
         )
     return out
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from cxstream.engine import Bucket
+
 __all__ = ["Published", "Sink", "format_value"]
 
 
@@ -24,6 +26,8 @@ class Published:
     exit_pages: list[tuple[str, int]]
     top_features: list[tuple[str, int]]
     window_end_ms: int
+    total: Bucket  # the window's summed bucket (alerts test significance on it)
+    active_subscribers: int = 0
 
 
 class Sink(Protocol):
