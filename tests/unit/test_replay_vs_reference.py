@@ -1,0 +1,107 @@
+"""`cxstream replay` against the plain reference implementation of SPEC (tests/reference.py).
+
+The reference recomputes every field by brute force from the list of events in a
+window; the engine sums buckets. They must agree on every window, scope and field,
+the feature ratios, the top lists, and the rejection and duplicate counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from cxstream.generate import generate_bad_lines, generate_events
+from cxstream.replay import replay_lines
+
+from reference import reference_replay
+
+DAY = 86_400_000
+NOW = 1_795_766_400_000  # 2026-11-27T08:00:00Z
+
+
+def traffic(seed: int) -> list[str]:
+    """40 days of sparse traffic (old buckets, expiry, all-time subscriptions) + 3 busy hours."""
+    sparse = generate_events(
+        seed=seed,
+        start_ms=NOW - 40 * DAY,
+        duration_s=40 * 86_400,
+        rate=0.002,
+        users=60,
+        messy=True,
+    )
+    busy = generate_events(
+        seed=seed + 1,
+        start_ms=NOW - 3 * 3_600_000,
+        duration_s=3 * 3_600,
+        rate=0.25,
+        users=60,
+        messy=True,
+    )
+    lines = [json.dumps(e, ensure_ascii=False) for e in [*sparse, *busy]]
+    lines += [line for _, line in generate_bad_lines(seed=seed, count=27, now_ms=NOW)]
+    # A batch line of three events of one user, and a duplicate of it.
+    batch = [
+        {
+            "event_id": f"b{i}",
+            "type": "click",
+            "ts": NOW - i * 1000,
+            "user_id": "ub",
+            "properties": {"element": "cta"},
+        }
+        for i in range(3)
+    ]
+    lines += [json.dumps(batch), json.dumps(batch), "", "[]"]
+    return lines
+
+
+def assert_reports_equal(mine: dict[str, Any], ref: dict[str, Any]) -> None:
+    assert mine["now"] == ref["now"]
+    assert mine["rejected"] == ref["rejected"]
+    assert mine["duplicates"] == ref["duplicates"]
+    for window, scopes in ref["windows"].items():
+        assert set(mine["windows"][window]) == set(scopes), window
+        for scope, fields in scopes.items():
+            got = mine["windows"][window][scope]
+            assert set(got) == set(fields), (window, scope, set(got) ^ set(fields))
+            for name, value in fields.items():
+                assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-12), (
+                    window,
+                    scope,
+                    name,
+                    got[name],
+                    value,
+                )
+            assert mine["features"][window][scope] == pytest.approx(
+                ref["features"][window][scope], rel=1e-9
+            )
+            for kind in ("pages", "exit_pages", "features"):
+                assert mine["top"][window][scope][kind] == ref["top"][window][scope][kind], (
+                    window,
+                    scope,
+                    kind,
+                )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_replay_equals_reference_default_now(seed: int) -> None:
+    lines = traffic(seed)
+    mine = replay_lines([line.encode() for line in lines]).report
+    assert_reports_equal(mine, reference_replay(lines))
+
+
+@pytest.mark.parametrize("now_ms", [NOW - 90 * 60_000, NOW - 1, NOW + 10 * 60_000])
+def test_replay_equals_reference_explicit_now(now_ms: int) -> None:
+    lines = traffic(3)
+    mine = replay_lines([line.encode() for line in lines], now_ms=now_ms).report
+    assert_reports_equal(mine, reference_replay(lines, now_ms))
+
+
+def test_replay_equals_reference_with_a_small_cap_and_top_n() -> None:
+    lines = traffic(4)
+    mine = replay_lines([line.encode() for line in lines], max_dimension_values=2, top_n=3).report
+    ref = reference_replay(lines, max_dimension_values=2, top_n=3)
+    assert_reports_equal(mine, ref)
+    assert any(scope.endswith("=other") for scope in mine["windows"]["30d"])
