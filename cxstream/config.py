@@ -31,6 +31,7 @@ from yaml.constructor import ConstructorError
 
 from cxstream.engine.metrics import METRIC_FIELDS
 from cxstream.engine.partition import DEFAULT_CSAT_THRESHOLDS
+from cxstream.engine.stats import TESTABLE_FIELDS
 from cxstream.engine.windows import WINDOWS
 from cxstream.errors import ConfigError
 from cxstream.events import DIMENSIONS, normalize_dimension
@@ -804,6 +805,12 @@ def _alert_rules(raw: object, metric_fields: Collection[str]) -> tuple[AlertRule
             if hint is not None:
                 problem += f"; did you mean '{hint}'?"
             raise ConfigError(f"{path}.metric: {problem}")
+        if rule.kind in ("drop_vs", "rise_vs") and rule.metric not in TESTABLE_FIELDS:
+            raise ConfigError(
+                f"{path}.metric: {rule.metric} has no significance test for {rule.kind}; "
+                "use below/above, or a ratio, mean or count such as "
+                "csat, nps, ces, bounce_rate, pageviews"
+            )
         if "alpha" in values and rule.kind in ("below", "above"):
             raise ConfigError(f"{path}.alpha: only used with drop_vs or rise_vs, not {rule.kind}")
         rules.append(rule)
