@@ -21,9 +21,17 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from infra import RedisServer, read_topic, wait_for
 
-from cxstream.kafka import BrokerError, LocalBroker, correct_end_offsets, ensure_topics
+from cxstream.kafka import (
+    BrokerError,
+    LocalBroker,
+    correct_end_offsets,
+    ensure_topics,
+    free_port,
+    wait_for_kafka,
+)
+
+from infra import RedisServer, read_topic, wait_for
 
 PROBE_APP = Path(__file__).with_name("faust_probe_app.py")
 
@@ -106,6 +114,24 @@ def test_local_broker_stop_ends_the_process_and_frees_the_port() -> None:
     assert not broker.running
     with pytest.raises(OSError), socket.create_connection((broker.host, broker.port), timeout=2):
         pass
+
+
+def test_local_broker_that_cannot_start_says_why() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker = LocalBroker(taken.getsockname()[1], startup_timeout_s=10)
+
+        with pytest.raises(BrokerError, match=r"Tansu broker on 127\.0\.0\.1:\d+ exited"):
+            broker.start()
+
+    assert not broker.running
+
+
+def test_wait_for_kafka(local_broker: LocalBroker) -> None:
+    wait_for_kafka(local_broker.bootstrap, timeout_s=5)
+    with pytest.raises(BrokerError, match=r"no Kafka broker answered on 127\.0\.0\.1:"):
+        wait_for_kafka(f"127.0.0.1:{free_port()}", timeout_s=0.3)
 
 
 async def test_tansu_under_reports_end_offsets_and_correct_end_offsets_finds_the_end(
