@@ -24,9 +24,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from infra import RedisServer, safe_name
 
 from cxstream.kafka import LocalBroker
+
+from infra import RedisServer, safe_name
 
 _counter = itertools.count(1)
 
