@@ -384,6 +384,9 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     app.timer(settings.publish_interval_s)(publisher)
     app.on_partitions_revoked.connect(revoked)
     app.on_partitions_assigned.connect(assigned)
+    from cxstream.alerting import attach_alerts
+
+    attach_alerts(worker)
     return worker
 
 
