@@ -8,6 +8,7 @@ metric values to the sinks. The meaning of every metric stays in `engine/`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -29,7 +30,7 @@ from cxstream.errors import CxStreamError
 from cxstream.sinks import Published
 from cxstream.sinks.prometheus import PipelineMetrics, PrometheusSink
 from cxstream.sinks.redis import RedisSink
-from cxstream.stages import Batch, ScopePartition, ScopeStage, UserStage
+from cxstream.stages import Batch, ScopePartition, ScopeStage, UserPartition, UserStage
 
 __all__ = ["Worker", "build_worker", "run_worker"]
 
@@ -95,6 +96,80 @@ class MetricsServer:
 
 
 @dataclass
+class Rebuild:
+    """Re-reads a partition from the start of its log when local state cannot continue.
+
+    The first message of each partition after it is assigned tells whether the state
+    here (a checkpoint, or nothing) continues where the log resumes: the message must
+    be at most one past the last applied offset (or the partition's earliest offset
+    when there is no state). When it is further on, another worker processed the
+    messages in between (the partition moved, or this checkpoint is stale): the state
+    is dropped and the partition re-read from its earliest offset. Until it has caught
+    up with where it was found, its results are held back (stage 1 sends no partials,
+    stage 2 publishes nothing of it), so the previous owner's values stay in place.
+    """
+
+    unchecked: set[tuple[str, int]] = field(default_factory=set)
+    rewinding: dict[tuple[str, int], int] = field(default_factory=dict)
+    targets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    async def admit(
+        self,
+        consumer: Any,
+        msg: Any,
+        applied: int | None,
+        start_over: Callable[[], None],
+    ) -> bool:
+        """Whether to process `msg`; may start a rewind of its partition.
+
+        `applied` is the state's last applied offset on this topic-partition (None:
+        none); `start_over` drops the partition's state (and marks its topic-partitions
+        unchecked again, so each rewinds on its next message).
+        """
+        key = (msg.topic, msg.partition)
+        if key in self.unchecked:
+            self.unchecked.discard(key)
+            earliest = (await consumer.earliest_offsets(msg.tp)).get(msg.tp, 0)
+            expected = applied + 1 if applied is not None else earliest
+            if msg.offset > expected:
+                if applied is not None:
+                    log.info(
+                        "%s[%d]: state ends at offset %d but the log resumes at %d; "
+                        "rebuilding the partition from its start",
+                        msg.topic,
+                        msg.partition,
+                        applied,
+                        msg.offset,
+                    )
+                    start_over()
+                    self.unchecked.discard(key)
+                else:
+                    log.info(
+                        "%s[%d]: no state here; rebuilding from offset %d (found at %d)",
+                        msg.topic,
+                        msg.partition,
+                        earliest,
+                        msg.offset,
+                    )
+                await consumer.seek_wait({msg.tp: earliest})
+                self.rewinding[key] = msg.offset
+        target = self.rewinding.get(key)
+        if target is not None:
+            if msg.offset >= target:
+                return False  # fetched before the seek: it comes again after the rewind
+            del self.rewinding[key]
+            self.targets[key] = target
+        return True
+
+    def held_partitions(self, applied: Callable[[str, int], int], topics: set[str]) -> set[int]:
+        """Partitions of `topics` still catching up with where they were found."""
+        for key, target in list(self.targets.items()):
+            if key[0] in topics and applied(*key) >= target - 1:
+                del self.targets[key]
+        return {p for (t, p) in (*self.rewinding, *self.targets) if t in topics}
+
+
+@dataclass
 class Worker:
     """Everything one worker process holds; built by `build_worker`."""
 
@@ -113,6 +188,7 @@ class Worker:
     redis_needs_all: bool = True
     marker_key: str = ""
     consuming: bool = False
+    rebuild: Rebuild = field(default_factory=lambda: Rebuild())
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
         default_factory=list
     )
@@ -129,7 +205,23 @@ class Worker:
             log.info("stage 1: partition %d restored at offsets %s", partition, part.applied)
         else:
             part = self.user_stage.new_partition(partition, 0)
+        self._adopt_user(part)
+
+    def _adopt_user(self, part: UserPartition) -> None:
+        topics = self.settings.topics
+        self.rebuild.unchecked.update(
+            ((topics.interactions, part.partition), (topics.feedback, part.partition))
+        )
         self.user_stage.adopt(part, epoch=now_ms())
+
+    def _restart_user(self, partition: int) -> None:
+        self._adopt_user(self.user_stage.new_partition(partition, 0))
+
+    def _restart_scope(self, partition: int) -> None:
+        old = self.scope_stage.partitions.pop(partition)
+        self.scope_stage.dirty.update(s for s, _, _ in old.store.merged.buckets)
+        self.scope_stage.partitions[partition] = ScopePartition(partition)
+        self.rebuild.unchecked.add((partials_topic_name(self.settings.app_id), partition))
 
     def scope_part(self, partition: int) -> ScopePartition:
         parts = self.scope_stage.partitions
@@ -137,6 +229,7 @@ class Worker:
         if part is None:
             saved = self.checkpoints.load(f"stage2-{partition}")
             part = saved if saved is not None else ScopePartition(partition)
+            self.rebuild.unchecked.add((partials_topic_name(self.settings.app_id), partition))
             parts[partition] = part
             self.scope_stage.dirty.update(s for s, _, _ in part.store.merged.buckets)
         return part
@@ -169,6 +262,10 @@ class Worker:
         partials = partials_topic_name(self.settings.app_id)
         lost_scopes: set[str] = set()
         for tp in revoked:
+            key = (tp.topic, tp.partition)
+            self.rebuild.unchecked.discard(key)
+            self.rebuild.rewinding.pop(key, None)
+            self.rebuild.targets.pop(key, None)
             if tp.topic in inputs:
                 self.user_stage.partitions.pop(tp.partition, None)
             elif tp.topic == partials:
@@ -179,6 +276,19 @@ class Worker:
             await self.prometheus.forget(lost_scopes)
             self.published_scopes -= lost_scopes
 
+    def user_applied(self, topic: str, partition: int) -> int:
+        part = self.user_stage.partitions.get(partition)
+        return part.applied.get(topic, -1) if part is not None else -1
+
+    def applied(self, topic: str, partition: int) -> int | None:
+        """Last offset whose effect is in this worker's state (None: not ours)."""
+        if topic == partials_topic_name(self.settings.app_id):
+            spart = self.scope_stage.partitions.get(partition)
+            return spart.applied if spart is not None else None
+        if partition not in self.user_stage.partitions:
+            return None
+        return self.user_applied(topic, partition)
+
     # -- stage 1 -------------------------------------------------------------------
 
     async def ingest(self, events: list[Any]) -> None:
@@ -187,9 +297,16 @@ class Worker:
         for event in events:
             msg = event.message
             self.user_partition(msg.partition)
-            messages.append((msg.topic, msg.partition, msg.offset, msg.value))
+            applied = self.user_stage.partitions[msg.partition].applied.get(msg.topic)
+            restart = functools.partial(self._restart_user, msg.partition)
+            if await self.rebuild.admit(self.app.consumer, msg, applied, restart):
+                messages.append((msg.topic, msg.partition, msg.offset, msg.value))
         batch = Batch()
         self.user_stage.process(messages, now, batch)
+        topics = self.settings.topics
+        self.user_stage.held = self.rebuild.held_partitions(
+            self.user_applied, {topics.interactions, topics.feedback}
+        )
         await self.emit(batch, now)
 
     async def emit(self, batch: Batch, now: int) -> None:
@@ -218,8 +335,11 @@ class Worker:
     async def merge(self, events: list[Any]) -> None:
         for event in events:
             msg = event.message
-            self.scope_part(msg.partition)
-            self.scope_stage.apply(msg.partition, msg.offset, msg.value)
+            spart = self.scope_part(msg.partition)
+            applied = spart.applied if spart.applied >= 0 else None
+            restart = functools.partial(self._restart_scope, msg.partition)
+            if await self.rebuild.admit(self.app.consumer, msg, applied, restart):
+                self.scope_stage.apply(msg.partition, msg.offset, msg.value)
 
     # -- publisher -------------------------------------------------------------------
 
@@ -235,7 +355,13 @@ class Worker:
             for part in self.scope_stage.partitions.values():
                 part.store.expire(now)
         live: dict[str, ScopePartition] = {}
+        partials = partials_topic_name(self.settings.app_id)
+        held = self.rebuild.held_partitions(
+            lambda topic, p: self.applied(topic, p) or -1, {partials}
+        )
         for part in self.scope_stage.partitions.values():
+            if part.partition in held:
+                continue  # rebuilding from the start of its partials: not yet whole
             for scope in live_scopes(part.store.merged, now):
                 live[scope] = part
         gone = self.published_scopes - live.keys()
@@ -399,7 +525,13 @@ def _hook_commits(worker: Worker) -> None:
 
     async def commit(offsets: Any) -> Any:
         worker.checkpoint()
-        return await original(offsets)
+        # Never commit past what the state holds: a message acked but not applied (for
+        # instance skipped while a partition rewinds) must be read again after a crash.
+        clamped = {}
+        for tp, offset in offsets.items():
+            applied = worker.applied(tp.topic, tp.partition)
+            clamped[tp] = offset if applied is None else min(offset, applied + 1)
+        return await original(clamped)
 
     consumer._commit = commit
     consumer._cxstream_hooked = True

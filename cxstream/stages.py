@@ -96,6 +96,7 @@ class UserStage:
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.partials_partitions = partials_partitions
         self.partitions: dict[int, UserPartition] = {}
+        self.held: set[int] = set()  # partitions whose partials are held back (rebuilding)
 
     def new_partition(self, partition: int, epoch: int) -> UserPartition:
         state = PartitionState(
@@ -144,6 +145,8 @@ class UserStage:
         """Messages carrying every changed bucket (all buckets after an adopt)."""
         n = self.partials_partitions
         for part in self.partitions.values():
+            if part.partition in self.held:
+                continue
             store = part.state.store
             if part.needs_reset:
                 part.needs_reset = False
