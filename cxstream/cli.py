@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the stream processor with its sinks")
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(func=cmd_worker)
+
+    from cxstream import alerts_cli
+
+    alerts_cli.add_parser(sub)
     return parser
 
 
