@@ -214,4 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m cxstream.cli` runs this file as __main__; the commands' modules
+    # import cxstream.cli, so use its main, or their UsageErrors lose the hint.
+    from cxstream.cli import main as _main
+
+    sys.exit(_main())
