@@ -4,7 +4,7 @@ The streaming worker and `cxstream replay` drive the same objects, so the offlin
 and the live numbers cannot disagree. Stage 1 (`PartitionState`) turns one
 partition's events into partial bucket aggregates; stage 2 (`MergedStore`) sums
 the partitions; `evaluate_scope` rolls buckets into windows and applies the
-definitions of `metrics`.
+definitions of `metrics`; `stats` tests a window against its baseline for alerts.
 """
 
 from cxstream.engine.aggregates import COUNTER_NAMES, Bucket, C
@@ -17,6 +17,15 @@ from cxstream.engine.metrics import (
     wilson_interval,
 )
 from cxstream.engine.partition import DEFAULT_CSAT_THRESHOLDS, Outcome, PartitionState, scopes_of
+from cxstream.engine.stats import (
+    METRIC_TESTS,
+    TESTABLE_FIELDS,
+    Comparison,
+    MetricTest,
+    Sample,
+    compare,
+    observations,
+)
 from cxstream.engine.store import (
     ALL_TIME,
     BucketKey,
@@ -35,24 +44,31 @@ __all__ = [
     "COUNT_FIELDS",
     "DEFAULT_CSAT_THRESHOLDS",
     "METRIC_FIELDS",
+    "METRIC_TESTS",
     "OTHER",
+    "TESTABLE_FIELDS",
     "WINDOWS",
     "Bucket",
     "BucketKey",
     "BucketStore",
     "C",
+    "Comparison",
     "DimensionCap",
     "MergedStore",
+    "MetricTest",
     "Outcome",
     "PartitionState",
+    "Sample",
     "ScopeResult",
     "Window",
     "bucket_start",
+    "compare",
     "compute_fields",
     "cover",
     "evaluate_scope",
     "feature_usage",
     "live_scopes",
+    "observations",
     "scopes_of",
     "top_list",
     "wilson_interval",
