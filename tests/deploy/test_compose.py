@@ -21,11 +21,12 @@ import pytest
 import yaml
 from deploy_support import REPO, settings_from
 
+from cxstream.app import partials_topic_name
 from cxstream.cli import build_parser
 from cxstream.config import load_yaml_config
 
 COMPOSE_BIN = Path(compose.__file__).resolve().parent / "docker-compose"
-SERVICES = {"kafka", "redis", "worker", "generator", "prometheus", "grafana"}
+SERVICES = {"kafka", "topics", "redis", "worker", "generator", "prometheus", "grafana"}
 
 
 def run_compose(*args: str) -> subprocess.CompletedProcess[str]:
@@ -103,9 +104,11 @@ def test_dependencies_wait_for_health(model: dict[str, Any]) -> None:
             assert check.get("test") or image_healthcheck(target), (
                 f"{name} waits for {dependency} to be healthy, but it has no health check"
             )
-    assert services["worker"]["depends_on"].keys() == {"kafka", "redis"}
-    worker_deps = services["worker"]["depends_on"].values()
-    assert all(rule["condition"] == "service_healthy" for rule in worker_deps)
+    assert services["worker"]["depends_on"] == {
+        "topics": {"condition": "service_completed_successfully", "required": True},
+        "redis": {"condition": "service_healthy", "required": True},
+    }
+    assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["generator"]["depends_on"]["worker"]["condition"] == "service_healthy"
 
 
@@ -231,3 +234,55 @@ def test_published_ports_stay_on_localhost(model: dict[str, Any]) -> None:
     for name, service in model["services"].items():
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} on every interface"
+
+
+def created_topics(model: dict[str, Any], tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """Run the topics service's script with a stand-in for kafka-topics.sh.
+
+    Returns topic → (partitions, retention.ms) as the script asks Kafka for them.
+    """
+    service = model["services"]["topics"]
+    assert service["image"] == model["services"]["kafka"]["image"]
+    assert service["entrypoint"] == ["/bin/bash", "-c"]
+    [script] = service["command"]
+    log = tmp_path / "calls"
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {log}\n', encoding="utf-8")
+    stub.chmod(0o755)
+    # `config` prints `$$` (a literal `$` in Compose) escaped, as the container gets `$`.
+    script = script.replace("$$", "$").replace("/opt/kafka/bin/kafka-topics.sh", str(stub))
+    subprocess.run(["bash", "-c", script], check=True, timeout=30)
+    topics = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        args = line.split()
+        assert "--create" in args and "--if-not-exists" in args, line
+        assert args[args.index("--bootstrap-server") + 1] == "kafka:9092"
+        config = args[args.index("--config") + 1]
+        assert config.startswith("retention.ms="), line
+        name = args[args.index("--topic") + 1]
+        topics[name] = (int(args[args.index("--partitions") + 1]), int(config.split("=")[1]))
+    return topics
+
+
+def test_topics_are_created_as_the_worker_expects(model: dict[str, Any], tmp_path: Path) -> None:
+    worker = model["services"]["worker"]
+    env = worker["environment"]
+    settings = settings_from(env, config_text(model, worker, env["CXSTREAM_CONFIG"]), tmp_path)
+    created = created_topics(model, tmp_path)
+    n = settings.topics.partitions
+    month_ms = 30 * 86_400_000
+    # A partition that moves to a worker without its checkpoint is rebuilt from the
+    # start of its log: inputs and partials must keep the whole 30-day window.
+    for name in (
+        settings.topics.interactions,
+        settings.topics.feedback,
+        partials_topic_name(settings.app_id),
+    ):
+        partitions, retention = created.pop(name)
+        assert partitions == n and retention > month_ms, name
+    for name in (settings.topics.deadletter, settings.topics.alerts):
+        assert created.pop(name)[0] == n, name
+    # The registry of admitted dimension values (cxstream/registry.py): one
+    # partition, never deleted.
+    assert created.pop(f"{settings.app_id}-dimensions") == (1, -1)
+    assert created == {}
