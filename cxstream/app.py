@@ -27,6 +27,7 @@ from cxstream.checkpoint import CheckpointStore
 from cxstream.config import Settings
 from cxstream.engine import DimensionCap, evaluate_scope, live_scopes
 from cxstream.errors import CxStreamError
+from cxstream.registry import DimensionRegistry, registry_topic_name
 from cxstream.sinks import Published
 from cxstream.sinks.prometheus import PipelineMetrics, PrometheusSink
 from cxstream.sinks.redis import RedisSink
@@ -188,6 +189,8 @@ class Worker:
     redis_needs_all: bool = True
     marker_key: str = ""
     consuming: bool = False
+    dimensions: DimensionRegistry | None = None
+    dimensions_started: bool = False
     rebuild: Rebuild = field(default_factory=lambda: Rebuild())
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
         default_factory=list
@@ -237,7 +240,6 @@ class Worker:
     def checkpoint(self) -> None:
         """Write every owned partition's state with its offset stamps (synchronous)."""
         started = time.perf_counter()
-        self.checkpoints.save("dimensions", self.user_stage.cap.admitted)
         for p, upart in self.user_stage.partitions.items():
             self.checkpoints.save(f"stage1-{p}", upart)
         for p, spart in self.scope_stage.partitions.items():
@@ -302,7 +304,15 @@ class Worker:
             if await self.rebuild.admit(self.app.consumer, msg, applied, restart):
                 messages.append((msg.topic, msg.partition, msg.offset, msg.value))
         batch = Batch()
-        self.user_stage.process(messages, now, batch)
+        decoded = self.user_stage.decode(messages, now, batch)
+        if self.dimensions is not None:
+            if not self.dimensions_started:
+                await self.dimensions.start()
+                self.dimensions_started = True
+            claims = self.user_stage.new_dimension_values(decoded)
+            if claims:
+                await self.dimensions.claim(claims)
+        self.user_stage.apply(decoded, now, batch)
         topics = self.settings.topics
         self.user_stage.held = self.rebuild.held_partitions(
             self.user_applied, {topics.interactions, topics.feedback}
@@ -425,7 +435,11 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     # Faust's own annotations do not fit its decorator and signal idioms; treat it as Any.
     faust: Any = importlib.import_module("faust")
 
-    from cxstream.kafka import apply_broker_compat_from_env, faust_security_settings
+    from cxstream.kafka import (
+        apply_broker_compat_from_env,
+        faust_security_settings,
+        kafka_security_settings,
+    )
 
     apply_broker_compat_from_env()
     registry = registry if registry is not None else CollectorRegistry()
@@ -457,10 +471,6 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     )
     cap = DimensionCap(settings.limits.max_dimension_values)
     checkpoints = CheckpointStore(settings.datadir, settings.app_id)
-    saved_dims = checkpoints.load("dimensions")
-    if saved_dims:
-        for dimension, values in saved_dims.items():
-            cap.restore(dimension, values)
     worker = Worker(
         settings=settings,
         app=app,
@@ -477,6 +487,18 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
         prometheus=PrometheusSink(registry),
         redis=RedisSink(aioredis.from_url(settings.redis_url)) if settings.redis_url else None,
         marker_key=f"cx:worker:{settings.app_id}:{os.getpid()}:{now_ms()}",
+        dimensions=DimensionRegistry(
+            ",".join(settings.bootstrap_servers),
+            registry_topic_name(settings.app_id),
+            cap,
+            security=kafka_security_settings(
+                security.security_protocol,
+                security.sasl_mechanism,
+                security.sasl_username,
+                security.sasl_password,
+                str(security.ssl_cafile) if security.ssl_cafile else None,
+            ),
+        ),
     )
     inputs = app.topic(topics.interactions, topics.feedback, partitions=topics.partitions)
     partials = app.topic(partials_topic_name(settings.app_id), partitions=topics.partitions)
@@ -573,6 +595,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
                     topics.alerts: n,
                     topics.deadletter: n,
                     partials_topic_name(settings.app_id): n,
+                    registry_topic_name(settings.app_id): 1,
                 },
                 security=security,
             )

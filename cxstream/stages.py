@@ -33,6 +33,7 @@ from cxstream.engine import (
     MergedStore,
     Outcome,
     PartitionState,
+    capped_values,
 )
 from cxstream.events import Event, Rejection, decode_message
 
@@ -44,6 +45,10 @@ __all__ = [
     "UserStage",
     "scope_partition",
 ]
+
+
+# (topic, partition, offset, what the message decoded to)
+Decoded = tuple[str, int, int, list[Event | Rejection]]
 
 
 def scope_partition(scope: str, partitions: int) -> int:
@@ -113,21 +118,35 @@ class UserStage:
         part.needs_reset = True
         self.partitions[part.partition] = part
 
-    def process(
-        self,
-        messages: Iterable[tuple[str, int, int, bytes]],
-        now_ms: int,
-        batch: Batch,
-    ) -> None:
-        """Apply (topic, partition, offset, value) messages in order."""
+    def decode(
+        self, messages: Iterable[tuple[str, int, int, bytes]], now_ms: int, batch: Batch
+    ) -> list[Decoded]:
+        """Decode (topic, partition, offset, value) messages not yet applied, in order."""
+        out: list[Decoded] = []
         for topic, partition, offset, value in messages:
-            part = self.partitions[partition]
-            if offset <= part.applied.get(topic, -1):
+            if offset <= self.partitions[partition].applied.get(topic, -1):
                 batch.skipped += 1
                 continue
+            out.append((topic, partition, offset, decode_message(value, now_ms)))
+        return out
+
+    def new_dimension_values(self, decoded: Iterable[Decoded]) -> list[tuple[str, str]]:
+        """Capped values that decoded, not yet seen events would claim, in order."""
+        claims: list[tuple[str, str]] = []
+        for _, partition, _, items in decoded:
+            seen = self.partitions[partition].state.seen
+            for item in items:
+                if isinstance(item, Event) and (item.user_id, item.event_id) not in seen:
+                    claims.extend(self.cap.unknown(capped_values(item)))
+        return list(dict.fromkeys(claims))
+
+    def apply(self, decoded: Iterable[Decoded], now_ms: int, batch: Batch) -> None:
+        """Deduplicate and apply decoded messages, stamping each partition's offsets."""
+        for topic, partition, offset, items in decoded:
+            part = self.partitions[partition]
             state = part.state
             state.advance(now_ms)
-            for item in decode_message(value, now_ms):
+            for item in items:
                 if isinstance(item, Rejection):
                     batch.rejected.append((item, topic, partition, offset))
                 elif state.offer(item, now_ms) == Outcome.DUPLICATE:
@@ -135,6 +154,12 @@ class UserStage:
                 else:
                     batch.accepted.append(item)
             part.applied[topic] = offset
+
+    def process(
+        self, messages: Iterable[tuple[str, int, int, bytes]], now_ms: int, batch: Batch
+    ) -> None:
+        """Decode and apply messages (dimension values admitted locally)."""
+        self.apply(self.decode(messages, now_ms, batch), now_ms, batch)
 
     def tick(self, now_ms: int) -> None:
         """Move every partition's clock: due future events apply, old state expires."""

@@ -8,7 +8,7 @@ definitions of `metrics`; `stats` tests a window against its baseline for alerts
 """
 
 from cxstream.engine.aggregates import COUNTER_NAMES, Bucket, C
-from cxstream.engine.dimensions import OTHER, DimensionCap
+from cxstream.engine.dimensions import OTHER, DimensionCap, capped_values
 from cxstream.engine.metrics import (
     COUNT_FIELDS,
     METRIC_FIELDS,
@@ -62,6 +62,7 @@ __all__ = [
     "ScopeResult",
     "Window",
     "bucket_start",
+    "capped_values",
     "compare",
     "compute_fields",
     "cover",

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["OTHER", "DimensionCap"]
+if TYPE_CHECKING:
+    from cxstream.events import Event
+
+__all__ = ["OTHER", "DimensionCap", "capped_values"]
 
 OTHER = "other"
 _FREE = frozenset({"unknown", OTHER})
@@ -46,9 +50,32 @@ class DimensionCap:
             self.on_admit(dimension, value)
         return value
 
+    def unknown(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (dimension, value) pairs that would claim a free slot if admitted now."""
+        out = []
+        for dimension, value in pairs:
+            values = self.admitted.get(dimension, {})
+            if value not in values and value not in _FREE and len(values) < self.max_values:
+                out.append((dimension, value))
+        return out
+
     def restore(self, dimension: str, values: Iterable[str]) -> None:
         """Re-admit values in their original order (after a restart)."""
         slot = self.admitted.setdefault(dimension, {})
         for value in values:
             if len(slot) < self.max_values:
                 slot[value] = None
+
+
+def capped_values(event: Event) -> list[tuple[str, str]]:
+    """The (dimension, value) pairs of an event that the cap governs."""
+    pairs = [
+        ("product", event.product),
+        ("channel", event.channel),
+        ("touchpoint", event.touchpoint),
+    ]
+    if event.type == "page_view":
+        pairs.append(("page", event.props["page"]))
+    elif event.type == "feature_used":
+        pairs.append(("feature", event.props["feature"]))
+    return pairs

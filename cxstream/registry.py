@@ -1,0 +1,110 @@
+"""The deployment-wide registry of admitted dimension values.
+
+SPEC caps each dimension at `limits.max_dimension_values` values, first come first
+served across the whole deployment and remembered across restarts. The order of
+arrival is the order of a single-partition topic, `{app_id}-dimensions`: a worker
+that meets new values appends claims to it and waits until it has read its own
+claims back; every worker admits exactly the first values of the log, so all agree,
+and a restarted worker reads the same log again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from cxstream.engine import DimensionCap
+
+__all__ = ["DimensionRegistry", "registry_topic_name"]
+
+log = logging.getLogger("cxstream.registry")
+
+
+def registry_topic_name(app_id: str) -> str:
+    return f"{app_id}-dimensions"
+
+
+class DimensionRegistry:
+    """Keeps `cap` equal to the first values of the registry topic."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        cap: DimensionCap,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.cap = cap
+        self.security = dict(security or {})
+        self.position = 0  # next offset to read
+        self._advanced = asyncio.Condition()
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Read the log to its end before any event is processed."""
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **self.security)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security
+        )
+        await self._consumer.start()
+        tp = TopicPartition(self.topic, 0)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+        self._task = asyncio.create_task(self._read())
+        # A marker written now and read back proves the whole log before it was read.
+        await self._append([("", "")])
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        dimension, value = orjson.loads(record.value)
+                    except (orjson.JSONDecodeError, TypeError, ValueError):
+                        dimension = ""
+                    if dimension:
+                        self.cap.restore(dimension, [value])
+                    self.position = record.offset + 1
+            if batches:
+                async with self._advanced:
+                    self._advanced.notify_all()
+
+    async def _append(self, pairs: Sequence[tuple[str, str]]) -> None:
+        last = None
+        for dimension, value in pairs:
+            last = await self._producer.send(
+                self.topic, orjson.dumps([dimension, value]), partition=0
+            )
+        if last is None:
+            return
+        offset = (await last).offset
+        async with self._advanced:
+            await asyncio.wait_for(
+                self._advanced.wait_for(lambda: self.position > offset), timeout=60
+            )
+
+    async def claim(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Claim new values; on return the cap holds the deployment's decision."""
+        if pairs:
+            await self._append(pairs)
