@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -212,6 +212,7 @@ class _Check:
 
 @dataclass(slots=True)
 class _KeyState:
+    scope: str
     pending_since_ms: int | None = None  # the condition holds since then, not yet fired
     firing: Alert | None = None
 
@@ -226,14 +227,21 @@ class AlertEngine:
     Rules built in code are checked as the config loader checks them: an
     unknown metric, or `drop_vs`/`rise_vs` on a field without a test, is a
     ValueError. `new_id` makes alert ids (tests pass a counter).
+
+    With several workers each evaluates the scopes it owns. The engine
+    remembers when it last saw each scope (`owned_scopes`); a scope it has
+    not seen before (`unseen_scopes`: at start, or moved here by a rebalance)
+    should be restored from the topic before it is evaluated, and the state of
+    a scope not seen for a while (moved away) is dropped by `forget_idle`.
     """
 
-    __slots__ = ("_states", "new_id", "rules")
+    __slots__ = ("_seen", "_states", "new_id", "rules")
 
     def __init__(self, rules: Iterable[AlertRule], *, new_id: Callable[[], str] = _new_id) -> None:
         self.rules = tuple(rules)
         self.new_id = new_id
         self._states: dict[str, _KeyState] = {}
+        self._seen: dict[str, int] = {}  # scope -> now_ms of the last tick it was in
         for rule in self.rules:
             if rule.metric not in METRIC_FIELDS:
                 raise ValueError(f"alert rule {rule.name}: unknown metric {rule.metric!r}")
@@ -249,14 +257,40 @@ class AlertEngine:
         """The firing alerts by key, each as the message that fired it."""
         return {k: s.firing for k, s in sorted(self._states.items()) if s.firing is not None}
 
-    def restore(self, messages: Iterable[bytes | str | Mapping[str, Any]]) -> int:
+    def owned_scopes(self) -> set[str]:
+        """The scopes evaluated here recently (not dropped by `forget_idle`)."""
+        return set(self._seen)
+
+    def unseen_scopes(self, items: Iterable[WindowResult]) -> set[str]:
+        """The scopes of `items` this engine has not evaluated yet (or has forgotten)."""
+        return {item.scope for item in items} - self._seen.keys()
+
+    def forget_idle(self, now_ms: int, idle_ms: int) -> set[str]:
+        """Drop the state of scopes not seen for more than `idle_ms`; return them.
+
+        No message is sent: the scope is someone else's now (or has no events
+        any more), and whoever evaluates it next restores it from the topic.
+        """
+        idle = {scope for scope, seen in self._seen.items() if now_ms - seen > idle_ms}
+        for scope in idle:
+            del self._seen[scope]
+        for key in [k for k, state in self._states.items() if state.scope in idle]:
+            del self._states[key]
+        return idle
+
+    def restore(
+        self,
+        messages: Iterable[bytes | str | Mapping[str, Any]],
+        scopes: Collection[str] | None = None,
+    ) -> int:
         """Rebuild the firing set from `cx.alerts` messages; returns how many are firing.
 
         The last message of each key wins (by `at`, then by order): a firing
         one is firing again, without a new message, and resolves later with
-        its own `alert_id`. Messages that are not alerts are skipped. Firing
-        alerts whose rule is gone from the configuration (or now watches
-        another window or scope) are resolved by the next `evaluate`.
+        its own `alert_id`. Only keys of `scopes` are taken (None: all).
+        Messages that are not alerts are skipped. Firing alerts whose rule is
+        gone from the configuration (or now watches another window or scope)
+        are resolved by the next `evaluate`.
         """
         last: dict[str, Alert] = {}
         for message in messages:
@@ -268,8 +302,10 @@ class AlertEngine:
             if previous is None or alert.at >= previous.at:
                 last[alert.key] = alert
         for key, alert in last.items():
+            if scopes is not None and alert.scope not in scopes:
+                continue
             if alert.state == "firing":
-                self._states[key] = _KeyState(firing=alert)
+                self._states[key] = _KeyState(alert.scope, firing=alert)
             else:
                 self._states.pop(key, None)
         return sum(1 for s in self._states.values() if s.firing is not None)
@@ -279,6 +315,8 @@ class AlertEngine:
     def evaluate(self, items: Iterable[WindowResult], now_ms: int) -> list[Alert]:
         """Apply every rule to the windows of one tick; return the state changes."""
         index = {(item.window, item.scope): item for item in items}
+        for _, scope in index:
+            self._seen[scope] = now_ms
         changes = self._resolve_orphans(now_ms)
         for rule in self.rules:
             against = rule.drop_vs or rule.rise_vs
@@ -340,7 +378,7 @@ class AlertEngine:
         state = self._states.get(key)
         if check.holds:
             if state is None:
-                state = self._states[key] = _KeyState()
+                state = self._states[key] = _KeyState(scope)
             if state.firing is not None:
                 return None
             if state.pending_since_ms is None:

@@ -345,6 +345,28 @@ def test_restored_alert_of_a_removed_rule_resolves() -> None:
     assert e.active() == {}
 
 
+def test_scopes_are_owned_while_seen_and_forgotten_when_idle() -> None:
+    e = engine(nps_rule())
+    items = [item(BAD, scope="all"), item(BAD, scope="product=web")]
+    assert e.unseen_scopes(items) == {"all", "product=web"}
+    assert len(e.evaluate(items, T0)) == 2
+    assert e.unseen_scopes(items) == set()
+    assert e.evaluate([item(BAD, scope="all")], T0 + 100_000) == []
+    # product=web moved to another worker: its state goes, without a message.
+    assert e.forget_idle(T0 + 160_000, idle_ms=150_000) == {"product=web"}
+    assert e.owned_scopes() == {"all"}
+    assert list(e.active()) == ["nps_low|1h|all"]
+    assert e.unseen_scopes(items) == {"product=web"}
+
+
+def test_restore_can_be_limited_to_scopes() -> None:
+    old = engine(nps_rule())
+    fired = old.evaluate([item(BAD, scope="all"), item(BAD, scope="product=web")], T0)
+    e = engine(nps_rule())
+    assert e.restore([a.to_json() for a in fired], scopes={"product=web"}) == 1
+    assert list(e.active()) == ["nps_low|1h|product=web"]
+
+
 def test_alert_json_round_trips() -> None:
     [fired] = engine(csat_drop()).evaluate(comparison_items(csat(40, 100), csat(800, 1000)), T0)
     assert Alert.from_json(fired.to_json()) == fired
