@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cxstream.engine.aggregates import Bucket, C
-from cxstream.engine.dimensions import DimensionCap
+from cxstream.engine.dimensions import DimensionCap, capped_values
 from cxstream.engine.store import ALL_TIME, BucketStore, live_cut
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
@@ -179,6 +179,10 @@ class PartitionState:
         if key in self.seen:
             return Outcome.DUPLICATE
         self.seen[key] = processed_at_ms if processed_at_ms is not None else (self.now_ms or 0)
+        # Values take their cap slot when the event is accepted (first come, first
+        # served), also when its `ts` is still ahead and it applies later.
+        for dimension, value in capped_values(event):
+            self.cap.admit(dimension, value)
         if self.now_ms is None or event.ts_ms > self.now_ms:
             self._seq += 1
             heapq.heappush(self.pending, (event.ts_ms, self._seq, event))

@@ -105,3 +105,26 @@ def test_replay_equals_reference_with_a_small_cap_and_top_n() -> None:
     ref = reference_replay(lines, max_dimension_values=2, top_n=3)
     assert_reports_equal(mine, ref)
     assert any(scope.endswith("=other") for scope in mine["windows"]["30d"])
+
+
+def test_a_future_event_takes_its_cap_slot_when_accepted() -> None:
+    # now = N, cap 1: p1 arrives first (ts N+1, ahead of now, accepted but not yet
+    # counted), then p2 (ts N), then p1 again (ts N-1). First come, first served: p1
+    # holds the slot, so p2 counts under `other`.
+    def click(i: int, product: str, ts: int) -> str:
+        return json.dumps(
+            {
+                "event_id": f"e{i}",
+                "type": "click",
+                "ts": ts,
+                "user_id": "u",
+                "product": product,
+                "properties": {"element": "x"},
+            }
+        )
+
+    lines = [click(1, "p1", NOW + 1), click(2, "p2", NOW), click(3, "p1", NOW - 1)]
+    mine = replay_lines([line.encode() for line in lines], now_ms=NOW, max_dimension_values=1)
+    scopes = {s: f["events"] for s, f in mine.report["windows"]["5m"].items()}
+    assert scopes["product=p1"] == 1 and scopes["product=other"] == 1
+    assert_reports_equal(mine.report, reference_replay(lines, NOW, max_dimension_values=1))
