@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     from cxstream import alerts_cli
 
     alerts_cli.add_parser(sub)
+
+    from cxstream import demo, generate_cli
+
+    generate_cli.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 
