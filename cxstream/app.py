@@ -40,6 +40,7 @@ log = logging.getLogger("cxstream.worker")
 BATCH_EVENTS = 2000
 BATCH_WITHIN_S = 0.05
 FULL_REPUBLISH_EVERY_MS = 60_000
+CHECKPOINT_MIN_S = 2.0
 
 
 def now_ms() -> int:
@@ -190,6 +191,9 @@ class Worker:
     marker_key: str = ""
     consuming: bool = False
     dimensions: DimensionRegistry | None = None
+    saved_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_checkpoint_at: float = float("-inf")
+    last_checkpoint_s: float = 0.0
     dimensions_started: bool = False
     rebuild: Rebuild = field(default_factory=lambda: Rebuild())
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
@@ -237,14 +241,29 @@ class Worker:
             self.scope_stage.dirty.update(s for s, _, _ in part.store.merged.buckets)
         return part
 
-    def checkpoint(self) -> None:
-        """Write every owned partition's state with its offset stamps (synchronous)."""
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Write every owned partition's state with its offset stamps (synchronous).
+
+        Snapshots cost time in proportion to the state, so unless forced they are
+        spaced to take at most ~5% of the time (and at least CHECKPOINT_MIN_S apart);
+        offset commits in between are clamped to the last checkpoint instead.
+        """
+        elapsed = time.monotonic() - self.last_checkpoint_at
+        if not force and elapsed < max(CHECKPOINT_MIN_S, 20 * self.last_checkpoint_s):
+            return
         started = time.perf_counter()
+        saved: dict[tuple[str, int], int] = {}
         for p, upart in self.user_stage.partitions.items():
             self.checkpoints.save(f"stage1-{p}", upart)
+            saved.update(((topic, p), offset) for topic, offset in upart.applied.items())
+        partials = partials_topic_name(self.settings.app_id)
         for p, spart in self.scope_stage.partitions.items():
             self.checkpoints.save(f"stage2-{p}", spart)
-        log.debug("checkpoint in %.3f s", time.perf_counter() - started)
+            saved[(partials, p)] = spart.applied
+        self.saved_offsets = saved
+        self.last_checkpoint_s = time.perf_counter() - started
+        self.last_checkpoint_at = time.monotonic()
+        log.debug("checkpoint in %.3f s", self.last_checkpoint_s)
 
     async def on_assigned(self, assigned: set[Any]) -> None:
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
@@ -259,7 +278,7 @@ class Worker:
             log.info("cxstream worker consuming: %d partitions assigned", len(assigned))
 
     async def on_revoked(self, revoked: set[Any]) -> None:
-        self.checkpoint()
+        self.checkpoint(force=True)
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
         partials = partials_topic_name(self.settings.app_id)
         lost_scopes: set[str] = set()
@@ -546,13 +565,18 @@ def _hook_commits(worker: Worker) -> None:
     original = consumer._commit
 
     async def commit(offsets: Any) -> Any:
-        worker.checkpoint()
-        # Never commit past what the state holds: a message acked but not applied (for
-        # instance skipped while a partition rewinds) must be read again after a crash.
+        worker.checkpoint(force=bool(worker.app.should_stop))
+        # Never commit past what the last checkpoint holds: a message acked but not in
+        # it (applied since, or skipped while a partition rewinds) must be read again
+        # after a crash.
         clamped = {}
         for tp, offset in offsets.items():
-            applied = worker.applied(tp.topic, tp.partition)
-            clamped[tp] = offset if applied is None else min(offset, applied + 1)
+            if worker.applied(tp.topic, tp.partition) is None:
+                clamped[tp] = offset  # not ours any more: Faust discards it
+                continue
+            saved = worker.saved_offsets.get((tp.topic, tp.partition))
+            if saved is not None:
+                clamped[tp] = min(offset, saved + 1)
         return await original(clamped)
 
     consumer._commit = commit
