@@ -154,8 +154,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="synthetic traffic (users, sessions, surveys) to Kafka or JSON lines",
         description=(
             "Realistic synthetic customer-experience traffic. Without --out it is sent to "
-            "Kafka (CXSTREAM_BROKER, topics from CXSTREAM_CONFIG) in real time; "
-            "with --out - it is written to stdout as JSON lines, as fast as possible."
+            "Kafka (CXSTREAM_BROKER, topics from CXSTREAM_CONFIG) in real time, each "
+            "event stamped with the moment it is sent (--backfill keeps event time and "
+            "sends the past at once); with --out - it is written to stdout as JSON lines, "
+            "as fast as possible."
         ),
     )
     parser.add_argument(
@@ -187,8 +189,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--start",
         type=_time_arg,
         help=(
-            "event time of the start: epoch ms or RFC 3339 (default: now live; "
-            "one --duration ago with --out or --backfill)"
+            "event time of the start: epoch ms or RFC 3339 (default: now; with --out "
+            "or --backfill, one --duration (or 1h) before now)"
         ),
     )
     parser.add_argument(
