@@ -41,6 +41,7 @@ BATCH_EVENTS = 2000
 BATCH_WITHIN_S = 0.05
 FULL_REPUBLISH_EVERY_MS = 60_000
 CHECKPOINT_MIN_S = 2.0
+INPUT_RETENTION_MS = 32 * 24 * 3_600_000
 
 
 def now_ms() -> int:
@@ -610,6 +611,11 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         )
         topics = settings.topics
         n = topics.partitions
+        # Exact rebuilds re-read a partition from its earliest offset, so the inputs and
+        # the partials must keep the 30-day state horizon (plus a margin); the registry
+        # of admitted dimension values is kept forever; alert state is the last message
+        # of each alert key, which compaction keeps.
+        keep_inputs = {"retention.ms": str(INPUT_RETENTION_MS)}
         asyncio.run(
             ensure_topics(
                 ",".join(settings.bootstrap_servers),
@@ -622,6 +628,13 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
                     registry_topic_name(settings.app_id): 1,
                 },
                 security=security,
+                configs={
+                    topics.interactions: keep_inputs,
+                    topics.feedback: keep_inputs,
+                    partials_topic_name(settings.app_id): keep_inputs,
+                    registry_topic_name(settings.app_id): {"retention.ms": "-1"},
+                    topics.alerts: {"cleanup.policy": "compact"},
+                },
             )
         )
 

@@ -307,6 +307,7 @@ async def ensure_topics(
     security: Mapping[str, object] | None = None,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create each topic of `topics` (name → partition count) unless it exists.
 
@@ -318,7 +319,8 @@ async def ensure_topics(
     only grow a topic and that would move keys to other partitions.
     `security` is what :func:`kafka_security_settings` returns; new topics get
     `replication_factor` replicas (1 suits one broker; production clusters
-    want 3).
+    want 3) and the topic settings in `configs[name]` (e.g. `retention.ms`);
+    existing topics keep theirs.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
@@ -337,7 +339,12 @@ async def ensure_topics(
         await asyncio.wait_for(admin.start(), timeout_s)
         response = await admin.create_topics(
             [
-                NewTopic(name, n, replication_factor=replication_factor)
+                NewTopic(
+                    name,
+                    n,
+                    replication_factor=replication_factor,
+                    topic_configs=dict((configs or {}).get(name, {})),
+                )
                 for name, n in topics.items()
             ],
             timeout_ms=int(timeout_s * 1000),
