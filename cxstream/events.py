@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Union
 
+import msgspec
 import orjson
 
 from cxstream.errors import InvalidEvent
@@ -61,33 +63,51 @@ _Check = Callable[[Any], str | None]
 _Rule = tuple[str, str, bool, _Check | None]
 
 
-def _int_range(low: int, high: int | None = None) -> _Check:
-    def check(value: Any) -> str | None:
-        if value < low or (high is not None and value > high):
-            bound = f"from {low} to {high}" if high is not None else f">= {low}"
+@dataclass(frozen=True, slots=True)
+class _IntRange:
+    low: int
+    high: int | None = None
+
+    def __call__(self, value: Any) -> str | None:
+        if value < self.low or (self.high is not None and value > self.high):
+            bound = f"from {self.low} to {self.high}" if self.high is not None else f">= {self.low}"
             return f"expected an int {bound}, got {value}"
         return None
 
-    return check
 
+@dataclass(frozen=True, slots=True)
+class _NumberRange:
+    low: float
+    high: float | None = None
 
-def _number_range(low: float, high: float | None = None) -> _Check:
-    def check(value: Any) -> str | None:
-        if value < low or (high is not None and value > high):
-            bound = f"from {low:g} to {high:g}" if high is not None else f">= {low:g}"
+    def __call__(self, value: Any) -> str | None:
+        if value < self.low or (self.high is not None and value > self.high):
+            high = self.high
+            bound = f"from {self.low:g} to {high:g}" if high is not None else f">= {self.low:g}"
             return f"expected a number {bound}, got {value!r}"
         return None
 
-    return check
+
+@dataclass(frozen=True, slots=True)
+class _OneOf:
+    allowed: tuple[int, ...]
+
+    def __call__(self, value: Any) -> str | None:
+        if value not in self.allowed:
+            return f"expected one of {', '.join(map(str, self.allowed))}, got {value}"
+        return None
+
+
+def _int_range(low: int, high: int | None = None) -> _Check:
+    return _IntRange(low, high)
+
+
+def _number_range(low: float, high: float | None = None) -> _Check:
+    return _NumberRange(low, high)
 
 
 def _one_of(*allowed: int) -> _Check:
-    def check(value: Any) -> str | None:
-        if value not in allowed:
-            return f"expected one of {', '.join(map(str, allowed))}, got {value}"
-        return None
-
-    return check
+    return _OneOf(allowed)
 
 
 _PAGE: Final[_Rule] = ("page", "str", True, None)
@@ -420,13 +440,55 @@ def decode_message(data: bytes, now_ms: int | None) -> list[Event | Rejection]:
     Each element of the result is one event of SPEC section 5's accounting, in
     message order; a message that cannot be split is a single Rejection with
     index None. Never raises for bad input.
+
+    Valid events take a typed fast path (`_fast_event`); anything it does not
+    accept outright is judged by the general path, which alone decides rejections.
     """
     size = len(data)
     if size > MAX_MESSAGE_BYTES:
         return [Rejection("too_large", f"message: {size} bytes, limit 1 MiB", None, _clip(data))]
-    is_batch = _first_char(data) == ord("[")
-    if size > MAX_EVENT_BYTES and not is_batch:
-        return [Rejection("too_large", f"event: {size} bytes, limit 64 KiB", None, raw_text(data))]
+    is_batch = data[:1] == b"[" or (data[:1] in _BLANKS and _first_char(data) == ord("["))
+    if not is_batch:
+        if size > MAX_EVENT_BYTES:
+            return [
+                Rejection("too_large", f"event: {size} bytes, limit 64 KiB", None, raw_text(data))
+            ]
+        try:
+            return [_fast_event(_ONE_EVENT.decode(data), now_ms)]
+        except Exception:  # not a plainly valid event: the general path decides
+            return _decode_general(data, now_ms, size, is_batch)
+    try:
+        raws = _RAW_LIST.decode(data)
+    except Exception:
+        return _decode_general(data, now_ms, size, is_batch)
+    check_size = size > MAX_EVENT_BYTES
+    out: list[Event | Rejection] = []
+    doc: list[Any] | None = None
+    decode_one = _ONE_EVENT.decode
+    for index, raw in enumerate(raws):
+        try:
+            # Re-serialized compactly, an accepted event is at most a few bytes per
+            # number longer than its text here: far enough below the limit is enough.
+            if check_size and len(raw) > MAX_EVENT_BYTES - _SIZE_MARGIN:
+                raise _NotFast
+            out.append(_fast_event(decode_one(raw), now_ms))
+        except Exception:
+            if doc is None:
+                try:
+                    whole = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    return _decode_general(data, now_ms, size, is_batch)
+                if not isinstance(whole, list) or len(whole) != len(raws):
+                    return _decode_general(data, now_ms, size, is_batch)
+                doc = whole
+            out.append(_decode_element(doc[index], index, check_size, now_ms))
+    return out
+
+
+def _decode_general(
+    data: bytes, now_ms: int | None, size: int, is_batch: bool
+) -> list[Event | Rejection]:
+    """Every message the fast path did not take: orjson, then `validate_event`."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -443,34 +505,187 @@ def decode_message(data: bytes, now_ms: int | None) -> list[Event | Rejection]:
             )
         ]
     check_size = size > MAX_EVENT_BYTES
-    out: list[Event | Rejection] = []
-    for index, element in enumerate(doc):
-        text: bytes | None = None
-        if check_size:
-            # Size is validation stage 1, before shape: measure every element.
-            text = element_text(element)
-            if len(text) > MAX_EVENT_BYTES:
-                out.append(
-                    Rejection(
-                        "too_large",
-                        f"[{index}]: event of {len(text)} bytes, limit 64 KiB",
-                        index,
-                        _clip_text(text),
-                    )
-                )
-                continue
-        if not isinstance(element, dict):
-            out.append(
-                Rejection(
-                    "not_an_object",
-                    f"[{index}]: expected an event object, got {_type_name(element)}",
-                    index,
-                    (text if text is not None else element_text(element)).decode(),
-                )
+    return [
+        _decode_element(element, index, check_size, now_ms) for index, element in enumerate(doc)
+    ]
+
+
+def _decode_element(
+    element: Any, index: int, check_size: bool, now_ms: int | None
+) -> Event | Rejection:
+    text: bytes | None = None
+    if check_size:
+        # Size is validation stage 1, before shape: measure every element.
+        text = element_text(element)
+        if len(text) > MAX_EVENT_BYTES:
+            return Rejection(
+                "too_large",
+                f"[{index}]: event of {len(text)} bytes, limit 64 KiB",
+                index,
+                _clip_text(text),
             )
-            continue
-        out.append(_decode_object(element, now_ms, index, text))
-    return out
+    if not isinstance(element, dict):
+        return Rejection(
+            "not_an_object",
+            f"[{index}]: expected an event object, got {_type_name(element)}",
+            index,
+            (text if text is not None else element_text(element)).decode(),
+        )
+    return _decode_object(element, now_ms, index, text)
+
+
+# --------------------------------------------------------------------------- fast path
+#
+# The typed fast path decodes and validates a plainly valid event in one step with
+# msgspec Structs built from the rule tables above: one Struct per event type
+# (tagged by `type`), unknown fields refused, ints bounded to int64. It only ever
+# *accepts*; whatever it does not accept (a fault, but also an unknown extra field,
+# `7.0` for an int, a huge int) goes to the general path, so the reject reasons and
+# their order are decided in one place. Refusing unknown fields matters: msgspec
+# skips an ignored value without the checks orjson applies (UTF-8, infinite
+# numbers), so an event is only taken here when every byte of it was typed.
+
+_SIZE_MARGIN: Final = 1024
+_BLANKS: Final = (b" ", b"\t", b"\r", b"\n")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+class _NotFast(Exception):
+    """Internal: the fast path declines; the general path decides."""
+
+
+def _string_type(max_len: int) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=1, max_length=max_len)]
+
+
+def _int_type(check: _Check | None) -> Any:
+    if isinstance(check, _OneOf):
+        return Literal[check.allowed]
+    low, high = _INT64_MIN, _INT64_MAX
+    if isinstance(check, _IntRange):
+        low = max(low, check.low)
+        high = min(high, check.high) if check.high is not None else high
+    return Annotated[int, msgspec.Meta(ge=low, le=high)]
+
+
+def _number_type(check: _Check | None) -> Any:
+    low: float | None = None
+    high: float | None = None
+    if isinstance(check, _NumberRange):
+        low, high = check.low, check.high
+    int_low = _INT64_MIN if low is None else max(_INT64_MIN, math.ceil(low))
+    int_high = _INT64_MAX if high is None else min(_INT64_MAX, math.floor(high))
+    return (
+        Annotated[int, msgspec.Meta(ge=int_low, le=int_high)]
+        | Annotated[float, msgspec.Meta(ge=low, le=high)]
+    )
+
+
+def _property_type(kind: str, check: _Check | None) -> Any:
+    if kind == "str":
+        return _string_type(256)
+    if kind == "comment":
+        return _string_type(5000)
+    if kind == "int":
+        return _int_type(check)
+    return _number_type(check)
+
+
+_STR256: Final[Any] = _string_type(256)
+_STAGE: Final[Any] = Literal[tuple(sorted(JOURNEY_STAGES))]
+
+
+def _build_fast_types() -> tuple[Any, dict[type, tuple[str, tuple[str, ...], int | None]]]:
+    classes: list[Any] = []
+    info: dict[type, tuple[str, tuple[str, ...], int | None]] = {}
+    for etype, rules in EVENT_TYPES.items():
+        prop_fields: list[Any] = []
+        for name, kind, required, check in rules:
+            typ = _property_type(kind, check)
+            prop_fields.append((name, typ) if required else (name, typ | None, None))
+        props = msgspec.defstruct(
+            f"_{etype}_props", prop_fields, kw_only=True, forbid_unknown_fields=True
+        )
+        any_required = any(rule[2] for rule in rules)
+        fields: list[Any] = [
+            ("event_id", _string_type(128)),
+            ("ts", Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)] | str),
+            ("user_id", _STR256),
+            ("account_id", _STR256 | None, None),
+            (
+                ("session_id", _STR256)
+                if etype in SESSION_TYPES
+                else ("session_id", _STR256 | None, None)
+            ),
+            ("product", str | None, None),
+            ("channel", str | None, None),
+            ("touchpoint", str | None, None),
+            ("journey_stage", _STAGE | None, None),
+            ("properties", props) if any_required else ("properties", props | None, None),
+        ]
+        cls = msgspec.defstruct(
+            f"_{etype}_event",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            tag_field="type",
+            tag=etype,
+        )
+        classes.append(cls)
+        info[cls] = (etype, tuple(rule[0] for rule in rules), DEFAULT_SCALE.get(etype))
+    return Union[tuple(classes)], info  # noqa: UP007 - a runtime union of many classes
+
+
+_FAST_UNION, _FAST_INFO = _build_fast_types()
+_ONE_EVENT: Final = msgspec.json.Decoder(_FAST_UNION)
+_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_NORMALIZED: dict[str, str] = {}
+_NORMALIZED_MAX: Final = 4096
+
+
+def _normalized(value: str | None) -> str:
+    if value is None:
+        return "unknown"
+    text = _NORMALIZED.get(value)
+    if text is None:
+        text = normalize_dimension(value)
+        if len(_NORMALIZED) < _NORMALIZED_MAX:
+            _NORMALIZED[value] = text
+    return text
+
+
+def _fast_event(item: Any, now_ms: int | None) -> Event:
+    """The Event of a Struct that decoded; raises (any exception) to decline."""
+    etype, names, default_scale = _FAST_INFO[item.__class__]
+    ts = item.ts
+    ts_ms = ts if ts.__class__ is int else parse_timestamp(ts)
+    if now_ms is not None and ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        raise _NotFast
+    props: dict[str, Any] = {}
+    raw_props = item.properties
+    if raw_props is not None:
+        for name in names:
+            value = getattr(raw_props, name)
+            if value is not None:
+                props[name] = value
+    if default_scale is not None:
+        scale = props.setdefault("scale", default_scale)
+        if not 1 <= props["score"] <= scale:
+            raise _NotFast
+    return Event(
+        item.event_id,
+        etype,
+        ts_ms,
+        item.user_id,
+        item.session_id,
+        _normalized(item.product),
+        _normalized(item.channel),
+        _normalized(item.touchpoint),
+        props,
+        item.account_id,
+        item.journey_stage,
+    )
 
 
 def element_text(element: Any) -> bytes:
