@@ -72,7 +72,8 @@ class Emitter:
 
     `bootstrap` is `host:port[,host:port]` or a `kafka://` URL; `security` is what
     `cxstream.kafka.kafka_security_settings` returns. `batch=False` sends one event
-    per message (what any Kafka producer does).
+    per message (what any Kafka producer does). A batch is sent when it holds
+    `max_batch_events`, nears 1 MiB, or has waited `linger_s` seconds.
     """
 
     def __init__(
@@ -83,10 +84,15 @@ class Emitter:
         feedback_topic: str = "cx.feedback",
         batch: bool = True,
         max_batch_events: int = DEFAULT_BATCH_EVENTS,
+        linger_s: float = 0.1,
         security: Mapping[str, Any] | None = None,
     ) -> None:
         if max_batch_events < 1:
             raise ValueError("max_batch_events must be >= 1")
+        if linger_s <= 0:
+            raise ValueError("linger_s must be > 0")
+        self.linger_s = linger_s
+        self._flusher: asyncio.Task[None] | None = None
         self.bootstrap = bootstrap.replace("kafka://", "").replace(";", ",")
         self.interactions_topic = interactions_topic
         self.feedback_topic = feedback_topic
@@ -109,10 +115,22 @@ class Emitter:
         )
         await producer.start()
         self._producer = producer
+        self._flusher = asyncio.create_task(self._flush_lingering())
+
+    async def _flush_lingering(self) -> None:
+        # A batch waits at most `linger_s` for more events, so a slow producer's
+        # events still leave promptly.
+        while True:
+            await asyncio.sleep(self.linger_s)
+            for topic, partition in list(self._pending):
+                await self._send_batch(topic, partition)
 
     async def stop(self) -> None:
         if self._producer is None:
             return
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
         try:
             await self.flush()
         finally:
