@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from cxstream.events import _decode_general, decode_message
+from cxstream.events import MAX_EVENT_BYTES, _decode_general, decode_message
 from cxstream.generate import generate_bad_lines, generate_events
 
 NOW = 1_790_000_000_000
@@ -13,6 +13,8 @@ NOW = 1_790_000_000_000
 
 def general(data: bytes, now_ms: int | None) -> list[object]:
     is_batch = data.lstrip()[:1] == b"["
+    if len(data) > MAX_EVENT_BYTES and not is_batch:
+        return decode_message(data, now_ms)  # too large: decided before either path
     return _decode_general(data, now_ms, len(data), is_batch)  # type: ignore[return-value]
 
 
