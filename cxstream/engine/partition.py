@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cxstream.engine.aggregates import Bucket, C
-from cxstream.engine.dimensions import DimensionCap, capped_values
-from cxstream.engine.store import ALL_TIME, BucketStore, live_cut
+from cxstream.engine.dimensions import DimensionCap
+from cxstream.engine.store import ALL_TIME, BucketKey, BucketStore, live_cut
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
 
@@ -32,8 +32,19 @@ ACTIVATION_MS: Final = 7 * DAY_MS
 # Per-user state older than this can no longer reach a window (30 d + a margin).
 STATE_HORIZON_MS: Final = 31 * DAY_MS
 SWEEP_EVERY_MS: Final = HOUR_MS
+# Users and sessions are swept less often: state a little past the horizon is
+# invisible (its buckets have expired), and a sweep visits every user.
+SWEEP_STATE_EVERY_MS: Final = DAY_MS
+_NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]
+Handler = Callable[[Event, Scopes, "_User", list[Bucket]], None]
+_Targets = tuple[list[Bucket], tuple[BucketKey, ...]]  # buckets and their keys
+_COMBO_CACHE_MAX: Final = 4096
+_TARGETS_CACHE_MAX: Final = 4096
+_NOT_PICKLED: Final = (
+    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version"
+)  # fmt: skip
 
 
 def scopes_of(product: str, channel: str, touchpoint: str) -> Scopes:
@@ -62,6 +73,7 @@ class _User:
     feature_latest: dict[tuple[str, str], int] = field(default_factory=dict)
     feature_times: list[int] = field(default_factory=list)  # sorted, distinct
     signups: list[_Signup] = field(default_factory=list)
+    last: int = _NEVER  # the latest `ts` of any of the user's events
 
 
 class Outcome:
@@ -97,9 +109,17 @@ class PartitionState:
         self._seq = 0
         self._cuts: tuple[int, int] = (0, 0)
         self._last_sweep = 0
-        self._dispatch = self._build_dispatch()
+        self._last_state_sweep = 0
+        self._init_caches()
 
-    def _build_dispatch(self) -> dict[str, Callable[[Event, Scopes, _User], None]]:
+    def _init_caches(self) -> None:
+        self._dispatch = self._build_dispatch()
+        self._combo_cap: DimensionCap | None = None
+        self._combos: dict[tuple[str, str, str], Scopes] = {}
+        self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
+        self._cache_version = -1
+
+    def _build_dispatch(self) -> dict[str, Handler]:
         return {
             "page_view": self._page_view,
             "page_leave": self._page_leave,
@@ -119,14 +139,24 @@ class PartitionState:
         }
 
     def __getstate__(self) -> dict[str, Any]:
-        # The dispatch table holds closures, which do not pickle; it is rebuilt.
+        # The dispatch table holds closures, which do not pickle; it and the caches
+        # are rebuilt.
         state = dict(self.__dict__)
-        del state["_dispatch"]
+        for name in _NOT_PICKLED:
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._dispatch = self._build_dispatch()
+        # Checkpoints written before these fields existed.
+        if not hasattr(self.store, "version"):
+            self.store.version = 0
+        self.__dict__.setdefault("_last_state_sweep", 0)
+        for user in self.users.values():
+            if not hasattr(user, "last"):
+                times = [*user.latest.values(), *user.feature_latest.values()]
+                user.last = max(times, default=_NEVER)
+        self._init_caches()
 
     # -- time ---------------------------------------------------------------------
 
@@ -135,10 +165,13 @@ class PartitionState:
         if self.now_ms is not None and now_ms <= self.now_ms:
             return
         self.now_ms = now_ms
-        self._cuts = (
+        cuts = (
             live_cut(LEVELS[0][0], LEVELS[0][1], now_ms),
             live_cut(LEVELS[1][0], LEVELS[1][1], now_ms),
         )
+        if cuts != self._cuts:
+            self._cuts = cuts
+            self._targets_cache.clear()
         while self.pending and self.pending[0][0] <= now_ms:
             self._apply(heapq.heappop(self.pending)[2])
         if now_ms - self._last_sweep >= SWEEP_EVERY_MS:
@@ -154,18 +187,16 @@ class PartitionState:
                 if seen_at >= oldest:
                     break  # insertion order is processing-time order
                 del self.seen[key]
+        if now_ms - self._last_state_sweep < SWEEP_STATE_EVERY_MS:
+            return
+        self._last_state_sweep = now_ms
+        # Everything of a user or session older than the horizon is in expired
+        # buckets: dropping it, or keeping it a while, changes no bucket.
         horizon = now_ms - STATE_HORIZON_MS
         for skey in [k for k, ss in self.sessions.items() if ss[-1].last_ts < horizon]:
             del self.sessions[skey]
-        hour_cut = self._cuts[1]
-        for uid in list(self.users):
-            user = self.users[uid]
-            user.latest = {s: t for s, t in user.latest.items() if t >= hour_cut}
-            user.feature_latest = {k: t for k, t in user.feature_latest.items() if t >= hour_cut}
-            del user.feature_times[: bisect.bisect_left(user.feature_times, horizon)]
-            user.signups = [s for s in user.signups if s.ts >= horizon]
-            if not (user.latest or user.feature_latest or user.feature_times or user.signups):
-                del self.users[uid]
+        for uid in [u for u, user in self.users.items() if user.last < horizon]:
+            del self.users[uid]
 
     # -- events -------------------------------------------------------------------
 
@@ -180,9 +211,14 @@ class PartitionState:
             return Outcome.DUPLICATE
         self.seen[key] = processed_at_ms if processed_at_ms is not None else (self.now_ms or 0)
         # Values take their cap slot when the event is accepted (first come, first
-        # served), also when its `ts` is still ahead and it applies later.
-        for dimension, value in capped_values(event):
-            self.cap.admit(dimension, value)
+        # served), also when its `ts` is still ahead and it applies later: the
+        # dimensions (in `_scopes`), then the page or feature, as `capped_values`.
+        self._scopes(event)
+        etype = event.type
+        if etype == "page_view":
+            self.cap.admit("page", event.props["page"])
+        elif etype == "feature_used":
+            self.cap.admit("feature", event.props["feature"])
         if self.now_ms is None or event.ts_ms > self.now_ms:
             self._seq += 1
             heapq.heappush(self.pending, (event.ts_ms, self._seq, event))
@@ -190,71 +226,175 @@ class PartitionState:
             self._apply(event)
         return Outcome.ACCEPTED
 
+    def _scopes(self, event: Event) -> Scopes:
+        """The capped scopes of an event's dimensions (cached per raw combination).
+
+        A value once admitted stays admitted and a full dimension stays full, so the
+        answer for a combination never changes for a given cap.
+        """
+        if self._combo_cap is not self.cap:
+            self._combo_cap = self.cap
+            self._combos = {}
+        dims = (event.product, event.channel, event.touchpoint)
+        scopes = self._combos.get(dims)
+        if scopes is None:
+            cap = self.cap
+            scopes = scopes_of(
+                cap.admit("product", event.product),
+                cap.admit("channel", event.channel),
+                cap.admit("touchpoint", event.touchpoint),
+            )
+            if len(self._combos) < _COMBO_CACHE_MAX:
+                self._combos[dims] = scopes
+        return scopes
+
     def _apply(self, event: Event) -> None:
-        cap = self.cap
-        scopes = scopes_of(
-            cap.admit("product", event.product),
-            cap.admit("channel", event.channel),
-            cap.admit("touchpoint", event.touchpoint),
-        )
+        scopes = self._scopes(event)
         user = self.users.get(event.user_id)
         if user is None:
             user = self.users[event.user_id] = _User()
         ts = event.ts_ms
+        if ts > user.last:
+            user.last = ts
         targets = self._targets(scopes, ts)
-        for bucket in targets:
-            bucket.values[C.EVENTS] += 1
-        self._touch_active(user, scopes, ts)
-        self._dispatch[event.type](event, scopes, user)
+        self._touch_active(user, scopes, ts, targets)
+        self._dispatch[event.type](event, scopes, user, targets)
 
-    def _targets(self, scopes: Iterable[str], ts: int) -> list[Bucket]:
-        """The live buckets (every scope, both levels) that an event at `ts` counts in."""
+    def _targets(self, scopes: Scopes, ts: int) -> list[Bucket]:
+        """The live buckets (every scope, both levels) that an event at `ts` counts in.
+
+        Cached per (scopes, minute) until the store drops buckets or the cuts move;
+        every use marks the buckets changed, as `BucketStore.get` does.
+        """
+        store = self.store
+        if self._cache_version != store.version:
+            self._targets_cache.clear()
+            self._cache_version = store.version
+        minute = ts - ts % MINUTE_MS
+        hit = self._targets_cache.get((scopes, minute))
+        if hit is not None:
+            store.dirty.update(hit[1])
+            return hit[0]
+        keys: list[BucketKey] = []
+        minute_cut, hour_cut = self._cuts
+        if minute >= minute_cut:
+            keys.extend((s, MINUTE_MS, minute) for s in scopes)
+        hour = ts - ts % HOUR_MS
+        if hour >= hour_cut:
+            keys.extend((s, HOUR_MS, hour) for s in scopes)
+        get = store.get
+        buckets = [get(key) for key in keys]
+        if len(self._targets_cache) >= _TARGETS_CACHE_MAX:
+            self._targets_cache.clear()
+        self._targets_cache[(scopes, minute)] = (buckets, tuple(keys))
+        return buckets
+
+    def _scope_targets(self, scope: str, ts: int) -> list[Bucket]:
+        """The live buckets of one scope for `ts` (minute, then hour level)."""
         out: list[Bucket] = []
-        get = self.store.get
         minute_cut, hour_cut = self._cuts
         minute = ts - ts % MINUTE_MS
-        hour = ts - ts % HOUR_MS
         if minute >= minute_cut:
-            out.extend(get((s, MINUTE_MS, minute)) for s in scopes)
+            out.append(self.store.get((scope, MINUTE_MS, minute)))
+        hour = ts - ts % HOUR_MS
         if hour >= hour_cut:
-            out.extend(get((s, HOUR_MS, hour)) for s in scopes)
+            out.append(self.store.get((scope, HOUR_MS, hour)))
         return out
 
-    def _add(self, scopes: Iterable[str], ts: int, index: int, delta: int | float) -> None:
+    def _add(self, scopes: Scopes, ts: int, index: int, delta: int | float) -> None:
         for bucket in self._targets(scopes, ts):
             bucket.values[index] += delta
 
-    def _touch_active(self, user: _User, scopes: Scopes, ts: int) -> None:
+    def _move(self, scope: str, old: int, ts: int, apply: Callable[[Bucket, int], None]) -> None:
+        """Move one count of `scope` from the buckets of `old` to those of `ts`.
+
+        Levels where both fall in the same bucket are left alone (no change).
+        """
+        minute_cut, hour_cut = self._cuts
+        get = self.store.get
+        old_minute = old - old % MINUTE_MS
+        minute = ts - ts % MINUTE_MS
+        if old_minute != minute:
+            if old_minute >= minute_cut:
+                apply(get((scope, MINUTE_MS, old_minute)), -1)
+            if minute >= minute_cut:
+                apply(get((scope, MINUTE_MS, minute)), 1)
+        old_hour = old - old % HOUR_MS
+        hour = ts - ts % HOUR_MS
+        if old_hour != hour:
+            if old_hour >= hour_cut:
+                apply(get((scope, HOUR_MS, old_hour)), -1)
+            if hour >= hour_cut:
+                apply(get((scope, HOUR_MS, hour)), 1)
+
+    def _touch_active(self, user: _User, scopes: Scopes, ts: int, targets: list[Bucket]) -> None:
+        """Count (user, scope) in the buckets of the user's latest activity in the scope.
+
+        `targets` are the event's own buckets: the minute level of the four scopes
+        (when live), then their hour level (when live).
+        """
         latest = user.latest
-        for scope in scopes:
+        minute_cut, hour_cut = self._cuts
+        minute = ts - ts % MINUTE_MS
+        hour = ts - ts % HOUR_MS
+        minute_live = minute >= minute_cut
+        hour_live = hour >= hour_cut
+        hour_at = 4 if minute_live else 0
+        get = self.store.get
+        for i in range(4):
+            scope = scopes[i]
             old = latest.get(scope)
-            if old is not None and old >= ts:
+            if old is None:
+                latest[scope] = ts
+                if minute_live:
+                    targets[i].values[C.ACTIVE] += 1
+                if hour_live:
+                    targets[hour_at + i].values[C.ACTIVE] += 1
+                continue
+            if old >= ts:
                 continue
             latest[scope] = ts
-            if old is not None:
-                self._add((scope,), old, C.ACTIVE, -1)
-            self._add((scope,), ts, C.ACTIVE, 1)
+            old_minute = old - old % MINUTE_MS
+            if old_minute == minute:
+                continue
+            if old_minute >= minute_cut:
+                get((scope, MINUTE_MS, old_minute)).values[C.ACTIVE] -= 1
+            if minute_live:
+                targets[i].values[C.ACTIVE] += 1
+            old_hour = old - old % HOUR_MS
+            if old_hour != hour:
+                if old_hour >= hour_cut:
+                    get((scope, HOUR_MS, old_hour)).values[C.ACTIVE] -= 1
+                if hour_live:
+                    targets[hour_at + i].values[C.ACTIVE] += 1
 
     # -- per type -----------------------------------------------------------------
+    # Each handler gets the event's live buckets and counts the event in them too.
 
-    def _counter(self, index: int) -> Callable[[Event, Scopes, _User], None]:
-        def handle(event: Event, scopes: Scopes, user: _User) -> None:
-            self._add(scopes, event.ts_ms, index, 1)
+    def _counter(self, index: int) -> Handler:
+        def handle(event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
+            for bucket in targets:
+                v = bucket.values
+                v[C.EVENTS] += 1
+                v[index] += 1
 
         return handle
 
-    def _subscription(self, index: int) -> Callable[[Event, Scopes, _User], None]:
-        def handle(event: Event, scopes: Scopes, user: _User) -> None:
-            self._add(scopes, event.ts_ms, index, 1)
+    def _subscription(self, index: int) -> Handler:
+        def handle(event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
+            for bucket in targets:
+                v = bucket.values
+                v[C.EVENTS] += 1
+                v[index] += 1
             # All-time state: active subscribers count events of any age.
             for scope in scopes:
                 self.store.get((scope, ALL_TIME, 0)).values[index] += 1
 
         return handle
 
-    def _moments(self, scopes: Scopes, ts: int, pairs: Iterable[tuple[int, int, int, Any]]) -> None:
+    @staticmethod
+    def _moments(targets: list[Bucket], pairs: Iterable[tuple[int, int, int, Any]]) -> None:
         """Add count, sum and sum of squares of each present value (n, sum, sumsq, value)."""
-        targets = self._targets(scopes, ts)
         for n_i, sum_i, sq_i, value in pairs:
             if value is None:
                 continue
@@ -265,81 +405,116 @@ class PartitionState:
                 v[sum_i] += value
                 v[sq_i] += square
 
-    def _page_leave(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _page_leave(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         props = event.props
-        self._moments(
-            scopes,
-            event.ts_ms,
-            (
-                (C.LEAVE_N, C.LEAVE_SUM_MS, C.LEAVE_SUMSQ_MS, props["duration_ms"]),
-                (C.SCROLL_N, C.SCROLL_SUM, C.SCROLL_SUMSQ, props.get("scroll_pct")),
-            ),
-        )
+        duration = props["duration_ms"]
+        square = duration * duration
+        scroll = props.get("scroll_pct")
+        if scroll is None:
+            for bucket in targets:
+                v = bucket.values
+                v[C.EVENTS] += 1
+                v[C.LEAVE_N] += 1
+                v[C.LEAVE_SUM_MS] += duration
+                v[C.LEAVE_SUMSQ_MS] += square
+            return
+        scroll_sq = scroll * scroll
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.LEAVE_N] += 1
+            v[C.LEAVE_SUM_MS] += duration
+            v[C.LEAVE_SUMSQ_MS] += square
+            v[C.SCROLL_N] += 1
+            v[C.SCROLL_SUM] += scroll
+            v[C.SCROLL_SUMSQ] += scroll_sq
 
-    def _ticket_resolved(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _ticket_resolved(
+        self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
+    ) -> None:
         props = event.props
-        ts = event.ts_ms
-        self._add(scopes, ts, C.TICKETS_RESOLVED, 1)
         contacts = props.get("contacts")
+        one = 1 if contacts == 1 else 0
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.TICKETS_RESOLVED] += 1
+            v[C.CONTACTS_ONE] += one
         self._moments(
-            scopes,
-            ts,
+            targets,
             (
                 (C.FRT_N, C.FRT_SUM_MS, C.FRT_SUMSQ_MS, props.get("first_response_ms")),
                 (C.RES_N, C.RES_SUM_MS, C.RES_SUMSQ_MS, props.get("resolution_ms")),
                 (C.CONTACTS_N, C.CONTACTS_SUM, C.CONTACTS_SUMSQ, contacts),
             ),
         )
-        if contacts == 1:
-            self._add(scopes, ts, C.CONTACTS_ONE, 1)
 
-    def _task_completed(self, event: Event, scopes: Scopes, user: _User) -> None:
-        self._add(scopes, event.ts_ms, C.TASKS_COMPLETED, 1)
+    def _task_completed(
+        self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
+    ) -> None:
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.TASKS_COMPLETED] += 1
         steps = event.props.get("steps")
-        self._moments(scopes, event.ts_ms, ((C.STEPS_N, C.STEPS_SUM, C.STEPS_SUMSQ, steps),))
+        self._moments(targets, ((C.STEPS_N, C.STEPS_SUM, C.STEPS_SUMSQ, steps),))
 
-    def _nps(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _nps(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         score = event.props["score"]
         kind = C.NPS_PROMOTERS if score >= 9 else C.NPS_PASSIVES if score >= 7 else C.NPS_DETRACTORS
-        for bucket in self._targets(scopes, event.ts_ms):
-            bucket.values[C.NPS_N] += 1
-            bucket.values[kind] += 1
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.NPS_N] += 1
+            v[kind] += 1
 
-    def _csat(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _csat(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         props = event.props
-        satisfied = props["score"] >= self.csat_thresholds[props["scale"]]
-        for bucket in self._targets(scopes, event.ts_ms):
-            bucket.values[C.CSAT_N] += 1
-            if satisfied:
-                bucket.values[C.CSAT_SATISFIED] += 1
+        satisfied = 1 if props["score"] >= self.csat_thresholds[props["scale"]] else 0
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.CSAT_N] += 1
+            v[C.CSAT_SATISFIED] += satisfied
 
-    def _ces(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _ces(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         props = event.props
         # Mapped onto 1..7 and doubled: 2 + 12 (score - 1) / (scale - 1) is an exact int
         # for scales 5 and 7, so sums stay exact.
         doubled = 2 + 12 * (props["score"] - 1) // (props["scale"] - 1)
-        for bucket in self._targets(scopes, event.ts_ms):
+        easy = 1 if doubled <= 6 else 0
+        for bucket in targets:
             v = bucket.values
+            v[C.EVENTS] += 1
             v[C.CES_N] += 1
             v[C.CES_SUM2] += doubled
             v[C.CES_SUMSQ4] += doubled * doubled
-            if doubled <= 6:
-                v[C.CES_EASY] += 1
+            v[C.CES_EASY] += easy
 
     # -- features and activation --------------------------------------------------
 
-    def _feature_used(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _feature_used(
+        self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
+    ) -> None:
+        for bucket in targets:
+            bucket.values[C.EVENTS] += 1
         ts = event.ts_ms
         feature = self.cap.admit("feature", event.props["feature"])
+        feature_latest = user.feature_latest
         for scope in scopes:
             key = (feature, scope)
-            old = user.feature_latest.get(key)
+            old = feature_latest.get(key)
             if old is not None and old >= ts:
                 continue
-            user.feature_latest[key] = ts
-            if old is not None:
-                self._feature_count(scope, old, feature, -1)
-            self._feature_count(scope, ts, feature, 1)
+            feature_latest[key] = ts
+            if old is None:
+                for bucket in self._scope_targets(scope, ts):
+                    counts = bucket.features
+                    counts[feature] = counts.get(feature, 0) + 1
+                    if not counts[feature]:
+                        del counts[feature]
+            elif old - old % MINUTE_MS != ts - ts % MINUTE_MS:
+                self._move(scope, old, ts, _FeatureCount(feature))
         times = user.feature_times
         at = bisect.bisect_left(times, ts)
         if at == len(times) or times[at] != ts:
@@ -352,18 +527,12 @@ class PartitionState:
                 signup.first_use = ts
                 self._activation(signup, 1)
 
-    def _feature_count(self, scope: str, ts: int, feature: str, delta: int) -> None:
-        for bucket in self._targets((scope,), ts):
-            counts = bucket.features
-            total = counts.get(feature, 0) + delta
-            if total:
-                counts[feature] = total
-            else:
-                del counts[feature]
-
-    def _signup(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _signup(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         ts = event.ts_ms
-        self._add(scopes, ts, C.SIGNUPS, 1)
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.SIGNUPS] += 1
         signup = _Signup(ts, scopes)
         times = user.feature_times
         at = bisect.bisect_left(times, ts)
@@ -375,17 +544,21 @@ class PartitionState:
     def _activation(self, signup: _Signup, sign: int) -> None:
         if signup.first_use is None:
             return
+        ttv = sign * (signup.first_use - signup.ts)
         for bucket in self._targets(signup.scopes, signup.ts):
-            bucket.values[C.ACTIVATED] += sign
-            bucket.values[C.TTV_SUM_MS] += sign * (signup.first_use - signup.ts)
+            v = bucket.values
+            v[C.ACTIVATED] += sign
+            v[C.TTV_SUM_MS] += ttv
 
     # -- sessions -----------------------------------------------------------------
 
-    def _page_view(self, event: Event, scopes: Scopes, user: _User) -> None:
+    def _page_view(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         ts = event.ts_ms
         page = self.cap.admit("page", event.props["page"])
-        for bucket in self._targets(scopes, ts):
-            bucket.values[C.PAGEVIEWS] += 1
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[C.PAGEVIEWS] += 1
             pages = bucket.pages
             pages[page] = pages.get(page, 0) + 1
         assert event.session_id is not None
@@ -409,24 +582,29 @@ class PartitionState:
         prev = sessions[after - 1] if after > 0 else None
         nxt = sessions[after] if after < len(sessions) else None
         if prev is not None and ts <= prev.last_ts:
-            self._session_delta(prev, -1)
+            old_count, old_exit = prev.count, prev.last_page
             prev.count += 1
             if ts == prev.last_ts:
                 prev.last_page = page
-            self._session_delta(prev, 1)
+            self._session_grew(prev, old_count, old_exit)
             return
         join_prev = prev is not None and ts - prev.last_ts <= SESSION_GAP_MS
         join_next = nxt is not None and nxt.first_ts - ts <= SESSION_GAP_MS
         if prev is not None and join_prev:
-            self._session_delta(prev, -1)
-            prev.count += 1
-            prev.last_ts, prev.last_page = ts, page
             if nxt is not None and join_next:
+                self._session_delta(prev, -1)
+                prev.count += 1
+                prev.last_ts, prev.last_page = ts, page
                 self._session_delta(nxt, -1)
                 prev.count += nxt.count
                 prev.last_ts, prev.last_page = nxt.last_ts, nxt.last_page
                 del sessions[after]
-            self._session_delta(prev, 1)
+                self._session_delta(prev, 1)
+            else:
+                old_count, old_exit = prev.count, prev.last_page
+                prev.count += 1
+                prev.last_ts, prev.last_page = ts, page
+                self._session_grew(prev, old_count, old_exit)
         elif nxt is not None and join_next:
             self._session_delta(nxt, -1)
             nxt.count += 1
@@ -436,6 +614,28 @@ class PartitionState:
             session = _Session(ts, scopes, ts, page, 1)
             sessions.insert(after, session)
             self._session_delta(session, 1)
+
+    def _session_grew(self, session: _Session, old_count: int, old_exit: str) -> None:
+        """A session kept its start and gained page views: apply the net change only."""
+        grown = session.count - old_count
+        bounce = -1 if old_count == 1 else 0
+        new_exit = session.last_page
+        for bucket in self._targets(session.scopes, session.first_ts):
+            v = bucket.values
+            v[C.SESSION_PAGEVIEWS] += grown
+            v[C.BOUNCES] += bounce
+            if new_exit != old_exit:
+                exits = bucket.exits
+                total = exits.get(old_exit, 0) - 1
+                if total:
+                    exits[old_exit] = total
+                else:
+                    del exits[old_exit]
+                total = exits.get(new_exit, 0) + 1
+                if total:
+                    exits[new_exit] = total
+                else:
+                    del exits[new_exit]
 
     def _session_delta(self, session: _Session, sign: int) -> None:
         exit_page = session.last_page
@@ -451,3 +651,18 @@ class PartitionState:
                 exits[exit_page] = total
             else:
                 del exits[exit_page]
+
+
+@dataclass(frozen=True, slots=True)
+class _FeatureCount:
+    """Moves a (user, feature) count between buckets (see `PartitionState._move`)."""
+
+    feature: str
+
+    def __call__(self, bucket: Bucket, sign: int) -> None:
+        counts = bucket.features
+        total = counts.get(self.feature, 0) + sign
+        if total:
+            counts[self.feature] = total
+        else:
+            del counts[self.feature]

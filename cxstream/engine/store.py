@@ -44,6 +44,8 @@ class BucketStore:
 
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     dirty: set[BucketKey] = field(default_factory=set)
+    # Bumped whenever buckets are dropped, so that callers holding buckets know.
+    version: int = field(default=0, compare=False)
 
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
@@ -62,6 +64,8 @@ class BucketStore:
         """Drop buckets no window can cover any more (not reported as dirty)."""
         cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
         dead = [k for k in self.buckets if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
+        if dead:
+            self.version += 1
         for key in dead:
             del self.buckets[key]
             self.dirty.discard(key)
@@ -91,6 +95,7 @@ class MergedStore:
             target.merge(partial)
         if target.is_empty():
             del self.merged.buckets[key]
+            self.merged.version += 1
 
     def drop_source(self, source: int) -> None:
         """Forget a partition's partials (it moved to another worker)."""
