@@ -57,16 +57,10 @@ RESTORE_TIMEOUT_S: Final = 30.0
 
 
 def _security(settings: Settings) -> dict[str, object]:
-    from cxstream.kafka import kafka_security_settings
+    from cxstream.kafka import client_security
 
     sec = settings.kafka
-    return kafka_security_settings(
-        sec.security_protocol,
-        sec.sasl_mechanism,
-        sec.sasl_username,
-        sec.sasl_password,
-        str(sec.ssl_cafile) if sec.ssl_cafile else None,
-    )
+    return client_security(sec)
 
 
 async def read_alert_messages(

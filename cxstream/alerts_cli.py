@@ -105,20 +105,14 @@ async def follow_alerts(
     from aiokafka.errors import KafkaConnectionError
     from rich.console import Console
 
-    from cxstream.kafka import correct_end_offsets, kafka_security_settings
+    from cxstream.kafka import client_security, correct_end_offsets
 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     bootstrap = ",".join(settings.bootstrap_servers)
     topic = settings.topics.alerts
     sec = settings.kafka
-    security = kafka_security_settings(
-        sec.security_protocol,
-        sec.sasl_mechanism,
-        sec.sasl_username,
-        sec.sasl_password,
-        str(sec.ssl_cafile) if sec.ssl_cafile else None,
-    )
+    security = client_security(sec)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,

@@ -457,8 +457,8 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
 
     from cxstream.kafka import (
         apply_broker_compat_from_env,
-        faust_security_settings,
-        kafka_security_settings,
+        client_security,
+        worker_security,
     )
 
     apply_broker_compat_from_env()
@@ -481,13 +481,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
         key_serializer="raw",
         value_serializer="raw",
         producer_max_request_size=2 * 1024 * 1024,
-        **faust_security_settings(
-            security.security_protocol,
-            security.sasl_mechanism,
-            security.sasl_username,
-            security.sasl_password,
-            str(security.ssl_cafile) if security.ssl_cafile else None,
-        ),
+        **worker_security(security),
     )
     cap = DimensionCap(settings.limits.max_dimension_values)
     checkpoints = CheckpointStore(settings.datadir, settings.app_id)
@@ -511,13 +505,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
             ",".join(settings.bootstrap_servers),
             registry_topic_name(settings.app_id),
             cap,
-            security=kafka_security_settings(
-                security.security_protocol,
-                security.sasl_mechanism,
-                security.sasl_username,
-                security.sasl_password,
-                str(security.ssl_cafile) if security.ssl_cafile else None,
-            ),
+            security=client_security(security),
         ),
     )
     inputs = app.topic(topics.interactions, topics.feedback, partitions=topics.partitions)
@@ -588,7 +576,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     """Run `cxstream worker` until stopped (SIGINT/SIGTERM)."""
     faust: Any = importlib.import_module("faust")
 
-    from cxstream.kafka import ensure_topics, kafka_security_settings
+    from cxstream.kafka import client_security, ensure_topics
 
     registry = CollectorRegistry()
     holder: list[Worker] = []
@@ -602,13 +590,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         worker = build_worker(settings, registry=registry)
         holder.append(worker)
         sec = settings.kafka
-        security = kafka_security_settings(
-            sec.security_protocol,
-            sec.sasl_mechanism,
-            sec.sasl_username,
-            sec.sasl_password,
-            str(sec.ssl_cafile) if sec.ssl_cafile else None,
-        )
+        security = client_security(sec)
         topics = settings.topics
         n = topics.partitions
         # Exact rebuilds re-read a partition from its earliest offset, so the inputs and

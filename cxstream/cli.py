@@ -103,7 +103,7 @@ async def _emit(settings: Any, handle: IO[bytes], *, batch: bool) -> int:
 
     from cxstream.emit import Emitter, line_events
     from cxstream.events import Rejection
-    from cxstream.kafka import kafka_security_settings
+    from cxstream.kafka import client_security
 
     sec = settings.kafka
     emitter = Emitter(
@@ -111,13 +111,7 @@ async def _emit(settings: Any, handle: IO[bytes], *, batch: bool) -> int:
         interactions_topic=settings.topics.interactions,
         feedback_topic=settings.topics.feedback,
         batch=batch,
-        security=kafka_security_settings(
-            sec.security_protocol,
-            sec.sasl_mechanism,
-            sec.sasl_username,
-            sec.sasl_password,
-            str(sec.ssl_cafile) if sec.ssl_cafile else None,
-        ),
+        security=client_security(sec),
     )
     try:
         await emitter.start()

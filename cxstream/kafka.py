@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cxstream.config import KafkaSecurity
 from cxstream.errors import ConfigError, CxStreamError
 
 __all__ = [
@@ -35,12 +36,14 @@ __all__ = [
     "apply_broker_compat",
     "apply_broker_compat_from_env",
     "broker_bin",
+    "client_security",
     "correct_end_offsets",
     "ensure_topics",
     "faust_security_settings",
     "free_port",
     "kafka_security_settings",
     "wait_for_kafka",
+    "worker_security",
 ]
 
 log = logging.getLogger(__name__)
@@ -661,3 +664,25 @@ def apply_broker_compat_from_env(environ: Mapping[str, str] | None = None) -> bo
         raise ConfigError(f"{BROKER_COMPAT_ENV}: expected 'tansu' or nothing, got {value!r}")
     apply_broker_compat()
     return True
+
+
+def client_security(sec: KafkaSecurity) -> dict[str, object]:
+    """aiokafka keyword arguments for the validated `Settings.kafka` block."""
+    return kafka_security_settings(
+        sec.security_protocol,
+        sec.sasl_mechanism,
+        sec.sasl_username,
+        sec.sasl_password,
+        str(sec.ssl_cafile) if sec.ssl_cafile else None,
+    )
+
+
+def worker_security(sec: KafkaSecurity) -> dict[str, object]:
+    """Faust app settings for the validated `Settings.kafka` block."""
+    return faust_security_settings(
+        sec.security_protocol,
+        sec.sasl_mechanism,
+        sec.sasl_username,
+        sec.sasl_password,
+        str(sec.ssl_cafile) if sec.ssl_cafile else None,
+    )
