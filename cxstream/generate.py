@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+from cxstream.events import REJECT_REASONS
+
 PRODUCTS: tuple[str, ...] = ("web_app", "mobile_app", "api")
 """Products a user can prefer; also the values an incident's `product=` scope may name."""
 
@@ -68,18 +70,6 @@ FEATURES: tuple[str, ...] = (
 INCIDENT_METRICS: tuple[str, ...] = ("csat", "nps", "ces", "bounce", "task_success")
 """Metrics an `Incident` can shift."""
 
-REJECT_REASONS: tuple[str, ...] = (
-    "malformed_json",
-    "not_an_object",
-    "too_large",
-    "missing_field",
-    "bad_type",
-    "unknown_type",
-    "out_of_range",
-    "bad_timestamp",
-    "future_timestamp",
-)
-"""The dead-letter reasons of SPEC section 5, in its order."""
 
 _Event = dict[str, object]
 
