@@ -1,0 +1,401 @@
+"""The services a worker benchmark runs against: a local broker, a private Redis, workers.
+
+Everything runs on this machine: the Tansu broker that the integration tests use
+(`cxstream.kafka.LocalBroker`), a `redis-server` without persistence, and
+`cxstream worker` subprocesses configured through the environment of SPEC section 6.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from bench.common import PYTHON, RESULTS, ROOT, Event, log
+from cxstream.emit import Emitter
+from cxstream.events import FEEDBACK_TYPES
+from cxstream.kafka import LocalBroker, ensure_topics, free_port
+
+PARTITIONS = 8
+
+
+class Redis:
+    """A private redis-server on 127.0.0.1 (no persistence)."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory(prefix="cxbench-redis-")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.name,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self._ping():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        import redis
+
+        self.client = redis.Redis(port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.dir.cleanup()
+
+
+class Worker:
+    """One `cxstream worker` subprocess."""
+
+    def __init__(
+        self,
+        *,
+        broker: str,
+        redis_url: str,
+        config: Path,
+        app_id: str,
+        datadir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.log_path = datadir / f"worker-{self.port}.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "CXSTREAM_BROKER": f"kafka://{broker}",
+            "CXSTREAM_REDIS_URL": redis_url,
+            "CXSTREAM_METRICS_PORT": str(self.port),
+            "CXSTREAM_METRICS_BIND": "127.0.0.1",
+            "CXSTREAM_CONFIG": str(config),
+            "CXSTREAM_APP_ID": app_id,
+            "CXSTREAM_DATADIR": str(datadir),
+            "CXSTREAM_BROKER_COMPAT": "tansu",
+            "CXSTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
+            **(extra_env or {}),
+        }
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "cxstream.cli", "worker"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            url = f"http://127.0.0.1:{self.port}{path}"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    def healthy(self) -> bool:
+        return self.get("/healthz")[0] == 200
+
+    def events_total(self) -> float:
+        total = 0.0
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith("cxstream_events_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def peak_rss_mib(self) -> float:
+        """VmHWM of the worker process (its peak resident set)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+class Stack:
+    """A broker and a Redis for one benchmark run; `topics()` gives a fresh topic set."""
+
+    def __init__(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="cxbench-")
+        self.root = Path(self.tmp.name)
+        self.broker = LocalBroker().start()
+        self.redis = Redis()
+        self.workers: list[Worker] = []
+        self._n = 0
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(10)
+        self.redis.close()
+        self.broker.stop()
+        self.tmp.cleanup()
+
+    def topics(self, name: str, *, publish_interval_s: float = 1.0) -> tuple[dict[str, str], Path]:
+        """A fresh set of topics (created) and a worker config naming them."""
+        self._n += 1
+        prefix = f"bench{self._n}-{name}"
+        topics = {
+            "interactions": f"{prefix}.interactions",
+            "feedback": f"{prefix}.feedback",
+            "alerts": f"{prefix}.alerts",
+            "deadletter": f"{prefix}.deadletter",
+        }
+        config = self.root / f"{prefix}.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "topics": {**topics, "partitions": PARTITIONS},
+                    "publish": {"interval_s": publish_interval_s},
+                }
+            )
+        )
+        app_id = f"{prefix}-app"
+        asyncio.run(
+            ensure_topics(
+                self.broker.bootstrap,
+                {**{t: PARTITIONS for t in topics.values()}, f"{app_id}-partials": PARTITIONS},
+            )
+        )
+        return {**topics, "app_id": app_id}, config
+
+    def start_worker(
+        self, topics: dict[str, str], config: Path, extra_env: dict[str, str] | None = None
+    ) -> Worker:
+        worker = Worker(
+            broker=self.broker.bootstrap,
+            redis_url=self.redis.url,
+            config=config,
+            app_id=topics["app_id"],
+            datadir=self.root / f"data-{topics['app_id']}-{len(self.workers)}",
+            extra_env=extra_env,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        logs = RESULTS / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for worker in self.workers:
+            worker.stop()
+            with contextlib.suppress(OSError):
+                shutil.copy(worker.log_path, logs / f"{worker.log_path.parent.name}.log")
+        self.workers.clear()
+        self.redis.client.flushall()
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def topic_of(event: Event, topics: dict[str, str]) -> str:
+    return topics["feedback"] if event["type"] in FEEDBACK_TYPES else topics["interactions"]
+
+
+async def send_with_emitter(
+    bootstrap: str, events: Sequence[Event], topics: dict[str, str], *, batch: bool
+) -> dict[str, Any]:
+    """Send `events` with the SDK (batched per partition, or one event per message)."""
+    started = time.perf_counter()
+    async with Emitter(
+        bootstrap,
+        interactions_topic=topics["interactions"],
+        feedback_topic=topics["feedback"],
+        batch=batch,
+    ) as emitter:
+        for event in events:
+            await emitter.send(event)
+    return {
+        "seconds": time.perf_counter() - started,
+        "events": emitter.stats.events,
+        "messages": emitter.stats.messages,
+    }
+
+
+async def bare_consume(
+    bootstrap: str, topic_names: Iterable[str], expected: int, timeout: float = 300
+) -> dict[str, Any]:
+    """A bare aiokafka consumer reading and parsing `expected` events from the start.
+
+    The clock runs from the first record received to the last, so connection set-up
+    is not counted (as the worker's clock starts at its first publish).
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = []
+        for topic in topic_names:
+            parts = consumer.partitions_for_topic(topic)
+            if parts is None:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loads = orjson.loads
+        events = messages = 0
+        first = 0.0
+        deadline = time.monotonic() + timeout
+        while events < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bare consumer read {events:,} of {expected:,} events")
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batches.values():
+                if not first:
+                    first = time.perf_counter()
+                for record in records:
+                    doc = loads(record.value)
+                    events += len(doc) if isinstance(doc, list) else 1
+                messages += len(records)
+        seconds = time.perf_counter() - first
+    finally:
+        await consumer.stop()
+    return {
+        "seconds": seconds,
+        "events": events,
+        "messages": messages,
+        "events_per_s": events / seconds,
+    }
+
+
+def redis_events(redis: Redis, key: str = "cx:metrics:30d:all") -> int:
+    value = redis.client.hget(key, "events")
+    return int(value) if value is not None else 0
+
+
+def watch_redis(
+    redis: Redis, expected: int, workers: Sequence[Worker], timeout: float = 600
+) -> dict[str, Any]:
+    """Poll the 30d:all events count until it is `expected`: first and last publish."""
+    first_t = last_t = 0.0
+    first_count = 0
+    deadline = time.monotonic() + timeout
+    samples: list[tuple[float, int]] = []
+    while True:
+        count = redis_events(redis)
+        now = time.perf_counter()
+        if count and not first_t:
+            first_t, first_count = now, count
+        if not samples or samples[-1][1] != count:
+            samples.append((now, count))
+        if count >= expected:
+            last_t = now
+            break
+        if time.monotonic() > deadline:
+            tails = "\n".join(w.log_tail() for w in workers)
+            raise TimeoutError(f"Redis shows {count:,} of {expected:,} events\n{tails}")
+        if any(w.proc.poll() is not None for w in workers):
+            tails = "\n".join(w.log_tail() for w in workers)
+            raise RuntimeError(f"a worker exited\n{tails}")
+        time.sleep(0.02)
+    seconds = last_t - first_t
+    counted = expected - first_count
+    return {
+        "seconds": seconds,
+        "events": expected,
+        "first_publish_count": first_count,
+        "events_per_s": counted / seconds if seconds > 0 else float("nan"),
+        "samples": [(round(t - first_t, 3), c) for t, c in samples],
+    }
+
+
+def wait_healthy(workers: Sequence[Worker], timeout: float = 60) -> float:
+    started = time.monotonic()
+    while not all(w.healthy() for w in workers):
+        if time.monotonic() - started > timeout:
+            raise TimeoutError("workers not healthy:\n" + "\n".join(w.log_tail() for w in workers))
+        if any(w.proc.poll() is not None for w in workers):
+            raise RuntimeError("a worker exited:\n" + "\n".join(w.log_tail() for w in workers))
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+__all__ = [
+    "PARTITIONS",
+    "Redis",
+    "Stack",
+    "Worker",
+    "bare_consume",
+    "log",
+    "redis_events",
+    "send_with_emitter",
+    "topic_of",
+    "wait_healthy",
+    "watch_redis",
+]

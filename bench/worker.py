@@ -1,0 +1,242 @@
+"""Benchmarks 2 and 3: the worker on a backlog ÷ a bare aiokafka consumer on the same topics.
+
+    .venv/bin/python -m bench.worker [--events 200000] [--mode both|batched|single]
+                                     [--scale]
+
+For each mode a backlog of synthetic traffic (the last few hours, valid events, so
+every event must show in the `30d:all` hash) is sent with the SDK before the worker
+starts: `batched` as the SDK sends by default (one JSON array per partition, up to
+500 events), `single` as one keyed event per message. Then, on the same topics:
+- a bare aiokafka consumer reads and parses every message with orjson (best of two);
+- for `single`, a naive Faust agent (one event per iteration, a dict update);
+- `cxstream worker`: events/s from its first publish of `cx:metrics:30d:all` to the
+  publish that shows every event (Redis polled every 20 ms).
+`--scale` adds 1 vs 2 workers on the batched data (workers started and settled
+first, then the backlog is sent at once, so that both runs see the same group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from bench.common import PYTHON, ROOT, log, realistic_events, table, write_result
+from bench.stack import (
+    Stack,
+    bare_consume,
+    send_with_emitter,
+    wait_healthy,
+    watch_redis,
+)
+
+TARGETS = {"batched": 0.15, "single": 0.04, "single_vs_naive": 1.6}
+SPAN_S = 6 * 3600
+
+
+def backlog(n: int, seed: int) -> list[dict[str, Any]]:
+    now = time.time_ns() // 1_000_000
+    # Ends about SPAN_S before now: every event is in the past, inside every 30 d window.
+    return realistic_events(
+        n,
+        seed=seed,
+        start_ms=now - 2 * SPAN_S * 1000,
+        span_s=SPAN_S,
+        users=max(100, n // 20),
+        messy=False,
+    )
+
+
+def run_bare(stack: Stack, topics: dict[str, str], n: int, runs: int = 2) -> dict[str, Any]:
+    best: dict[str, Any] | None = None
+    for _ in range(runs):
+        got = asyncio.run(
+            bare_consume(stack.broker.bootstrap, [topics["interactions"], topics["feedback"]], n)
+        )
+        log(f"bare consumer: {got['events']:,} events in {got['seconds']:.2f} s")
+        if best is None or got["seconds"] < best["seconds"]:
+            best = got
+    assert best is not None
+    return best
+
+
+def run_naive(stack: Stack, topics: dict[str, str], n: int) -> dict[str, Any]:
+    out = stack.root / f"naive-{topics['app_id']}.json"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BENCH_BROKER": stack.broker.url,
+        "BENCH_TOPICS": f"{topics['interactions']},{topics['feedback']}",
+        "BENCH_EXPECTED": str(n),
+        "BENCH_OUT": str(out),
+        "BENCH_APP_ID": f"{topics['app_id']}-naive",
+    }
+    log_path = stack.root / "naive-faust.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.naive_faust"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not out.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("naive Faust agent failed:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.1)
+        time.sleep(0.1)
+        got = orjson.loads(out.read_bytes())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    seconds = got["last"] - got["first"]
+    log(f"naive Faust agent: {got['events']:,} events in {seconds:.2f} s")
+    return {"seconds": seconds, "events": got["events"], "events_per_s": got["events"] / seconds}
+
+
+def run_worker(
+    stack: Stack, topics: dict[str, str], config: Any, n: int, workers: int = 1
+) -> dict[str, Any]:
+    started = time.monotonic()
+    procs = [stack.start_worker(topics, config) for _ in range(workers)]
+    got = watch_redis(stack.redis, n, procs)
+    got["start_to_last_publish_s"] = time.monotonic() - started
+    got["cpu_s"] = sum(p.cpu_seconds() for p in procs)
+    got["peak_rss_mib"] = max(p.peak_rss_mib() for p in procs)
+    got["events_total_metric"] = sum(p.events_total() for p in procs)
+    log(
+        f"worker x{workers}: {n:,} events, first to last publish {got['seconds']:.2f} s "
+        f"({got['events_per_s']:,.0f}/s), cpu {got['cpu_s']:.1f} s"
+    )
+    stack.stop_workers()
+    return got
+
+
+def run_scale(stack: Stack, events: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    """Workers first (group settled), then the whole backlog at once."""
+    topics, config = stack.topics(f"scale{workers}")
+    procs = [stack.start_worker(topics, config) for _ in range(workers)]
+    wait_healthy(procs)
+    time.sleep(8)  # let the group settle (a join takes half the session timeout)
+    sent = asyncio.run(send_with_emitter(stack.broker.bootstrap, events, topics, batch=True))
+    got = watch_redis(stack.redis, len(events), procs)
+    got["send_s"] = sent["seconds"]
+    got["cpu_s"] = sum(p.cpu_seconds() for p in procs)
+    log(f"{workers} worker(s): {got['events_per_s']:,.0f} events/s")
+    stack.stop_workers()
+    return got
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--mode", choices=("both", "batched", "single"), default="both")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive Faust agent")
+    parser.add_argument("--scale", action="store_true", help="also measure 1 vs 2 workers")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+
+    modes = ("batched", "single") if args.mode == "both" else (args.mode,)
+    log(f"generating {args.events:,} events")
+    events = backlog(args.events, args.seed)
+    n = len(events)
+    result: dict[str, Any] = {"events": n, "modes": {}}
+    rows = []
+    with Stack() as stack:
+        for mode in modes:
+            topics, config = stack.topics(mode)
+            sent = asyncio.run(
+                send_with_emitter(stack.broker.bootstrap, events, topics, batch=mode == "batched")
+            )
+            log(
+                f"{mode}: sent {sent['events']:,} events in {sent['messages']:,} messages "
+                f"({sent['seconds']:.1f} s)"
+            )
+            bare = run_bare(stack, topics, n)
+            entry: dict[str, Any] = {"sent": sent, "bare": bare}
+            if mode == "single" and not args.no_naive:
+                entry["naive_faust"] = run_naive(stack, topics, n)
+            entry["worker"] = worker = run_worker(stack, topics, config, n)
+            entry["ratio"] = worker["events_per_s"] / bare["events_per_s"]
+            rows.append(
+                (
+                    f"{mode}: bare aiokafka consumer",
+                    sent["messages"],
+                    bare["seconds"],
+                    bare["events_per_s"],
+                    1.0,
+                )
+            )
+            if "naive_faust" in entry:
+                naive = entry["naive_faust"]
+                entry["vs_naive"] = worker["events_per_s"] / naive["events_per_s"]
+                rows.append(
+                    (
+                        f"{mode}: naive Faust agent",
+                        sent["messages"],
+                        naive["seconds"],
+                        naive["events_per_s"],
+                        naive["events_per_s"] / bare["events_per_s"],
+                    )
+                )
+            rows.append(
+                (
+                    f"{mode}: cxstream worker",
+                    sent["messages"],
+                    worker["seconds"],
+                    worker["events_per_s"],
+                    entry["ratio"],
+                )
+            )
+            result["modes"][mode] = entry
+        if args.scale:
+            scale = {w: run_scale(stack, events, w) for w in (1, 2)}
+            result["scale"] = scale
+            for w, got in scale.items():
+                rows.append(
+                    (
+                        f"batched: {w} worker(s), settled group",
+                        0,
+                        got["seconds"],
+                        got["events_per_s"],
+                        None,
+                    )
+                )
+    print(table(("run", "messages", "seconds", "events/s", "÷ bare"), rows))
+    print()
+    for mode, entry in result["modes"].items():
+        target = TARGETS[mode]
+        met = entry["ratio"] >= target
+        entry["target"], entry["met"] = target, met
+        line = f"{mode}: worker ÷ bare = {entry['ratio']:.3f} (target ≥ {target}: "
+        line += "met)" if met else "NOT met)"
+        if "vs_naive" in entry:
+            ok = entry["vs_naive"] >= TARGETS["single_vs_naive"]
+            entry["vs_naive_met"] = ok
+            line += f"; worker ÷ naive Faust = {entry['vs_naive']:.2f} (target ≥ 1.6: "
+            line += "met)" if ok else "NOT met)"
+        print(line)
+    if args.scale:
+        s1, s2 = result["scale"][1], result["scale"][2]
+        result["scale_ratio"] = s2["events_per_s"] / s1["events_per_s"]
+        print(f"2 workers ÷ 1 worker = {result['scale_ratio']:.2f}")
+    if not args.no_write:
+        log(f"wrote {write_result('worker', result)}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
