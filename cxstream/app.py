@@ -40,6 +40,7 @@ log = logging.getLogger("cxstream.worker")
 BATCH_EVENTS = 2000
 BATCH_WITHIN_S = 0.05
 FULL_REPUBLISH_EVERY_MS = 60_000
+REDIS_TIMEOUT_S = 2.0  # per Redis call; redis-py before 8.0 waits forever by default
 CHECKPOINT_MIN_S = 2.0
 INPUT_RETENTION_MS = 32 * 24 * 3_600_000
 
@@ -499,7 +500,17 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
         registry=registry,
         metrics=PipelineMetrics(registry),
         prometheus=PrometheusSink(registry),
-        redis=RedisSink(aioredis.from_url(settings.redis_url)) if settings.redis_url else None,
+        redis=RedisSink(
+            # Bounded waits: a Redis that hangs (not just refuses) must not hold up the
+            # publisher, whose tick also feeds Prometheus and the alerts.
+            aioredis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
+        )
+        if settings.redis_url
+        else None,
         marker_key=f"cx:worker:{settings.app_id}:{os.getpid()}:{now_ms()}",
         dimensions=DimensionRegistry(
             ",".join(settings.bootstrap_servers),
