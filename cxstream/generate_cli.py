@@ -413,16 +413,9 @@ async def send_to_kafka(
     from aiokafka import AIOKafkaProducer
 
     from cxstream.emit import Emitter
-    from cxstream.kafka import ensure_topics, kafka_security_settings
+    from cxstream.kafka import client_security, ensure_topics
 
-    sec = settings.kafka
-    security = kafka_security_settings(
-        sec.security_protocol,
-        sec.sasl_mechanism,
-        sec.sasl_username,
-        sec.sasl_password,
-        str(sec.ssl_cafile) if sec.ssl_cafile else None,
-    )
+    security = client_security(settings.kafka)
     bootstrap = ",".join(settings.bootstrap_servers)
     topics = settings.topics
     emitter = Emitter(
