@@ -113,7 +113,11 @@ class Emitter:
             linger_ms=5,
             **self.security,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a half-started producer still holds its client
+            raise
         self._producer = producer
         self._flusher = asyncio.create_task(self._flush_lingering())
 
