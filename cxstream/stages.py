@@ -134,9 +134,9 @@ class UserStage:
         """Capped values that decoded, not yet seen events would claim, in order."""
         claims: list[tuple[str, str]] = []
         for _, partition, _, items in decoded:
-            seen = self.partitions[partition].state.seen
+            state = self.partitions[partition].state
             for item in items:
-                if isinstance(item, Event) and (item.user_id, item.event_id) not in seen:
+                if isinstance(item, Event) and not state.has_seen(item):
                     claims.extend(self.cap.unknown(capped_values(item)))
         return list(dict.fromkeys(claims))
 

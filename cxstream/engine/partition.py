@@ -24,7 +24,7 @@ from cxstream.engine.store import ALL_TIME, BucketKey, BucketStore, live_cut
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
 
-__all__ = ["DEFAULT_CSAT_THRESHOLDS", "Outcome", "PartitionState", "scopes_of"]
+__all__ = ["DEFAULT_CSAT_THRESHOLDS", "Outcome", "PartitionState", "identity", "scopes_of"]
 
 DEFAULT_CSAT_THRESHOLDS: Final = {5: 4, 7: 6, 10: 8}
 SESSION_GAP_MS: Final = DAY_MS
@@ -43,8 +43,13 @@ _Targets = tuple[list[Bucket], tuple[BucketKey, ...]]  # buckets and their keys
 _COMBO_CACHE_MAX: Final = 4096
 _TARGETS_CACHE_MAX: Final = 4096
 _NOT_PICKLED: Final = (
-    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version"
+    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings"
 )  # fmt: skip
+
+
+def identity(user_id: str, event_id: str) -> str:
+    """An event's identity (user_id, event_id) as one string: less memory than a tuple."""
+    return f"{len(user_id)}:{user_id}{event_id}"
 
 
 def scopes_of(product: str, channel: str, touchpoint: str) -> Scopes:
@@ -69,11 +74,14 @@ class _Signup:
 
 @dataclass(slots=True)
 class _User:
+    """Per-user state; the containers a user may never need stay None until needed."""
+
     latest: dict[str, int] = field(default_factory=dict)  # scope -> latest activity ts
-    feature_latest: dict[tuple[str, str], int] = field(default_factory=dict)
-    feature_times: list[int] = field(default_factory=list)  # sorted, distinct
-    signups: list[_Signup] = field(default_factory=list)
+    feature_latest: dict[tuple[str, str], int] | None = None
+    feature_times: list[int] | None = None  # sorted, distinct
+    signups: list[_Signup] | None = None
     last: int = _NEVER  # the latest `ts` of any of the user's events
+    uid: str = ""  # the user id, one string shared by the user's state
 
 
 class Outcome:
@@ -102,9 +110,11 @@ class PartitionState:
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.store = store if store is not None else BucketStore()
         self.now_ms: int | None = None
-        self.seen: dict[tuple[str, str], int] = {}  # identity -> processing time seen
+        self.seen: dict[str, int] = {}  # identity (see `identity`) -> processing time seen
         self.users: dict[str, _User] = {}
-        self.sessions: dict[tuple[str, str], list[_Session]] = {}
+        # One session per (user, session id) is the rule: it is stored alone, a list
+        # only holds the rare several (more than 24 h apart).
+        self.sessions: dict[tuple[str, str], _Session | list[_Session]] = {}
         self.pending: list[tuple[int, int, Event]] = []  # future events, a heap by ts
         self._seq = 0
         self._cuts: tuple[int, int] = (0, 0)
@@ -116,6 +126,7 @@ class PartitionState:
         self._dispatch = self._build_dispatch()
         self._combo_cap: DimensionCap | None = None
         self._combos: dict[tuple[str, str, str], Scopes] = {}
+        self._strings: dict[str, str] = {}
         self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
         self._cache_version = -1
 
@@ -152,10 +163,16 @@ class PartitionState:
         if not hasattr(self.store, "version"):
             self.store.version = 0
         self.__dict__.setdefault("_last_state_sweep", 0)
-        for user in self.users.values():
+        if self.seen and isinstance(next(iter(self.seen)), tuple):
+            self.seen = {identity(*key): at for key, at in self.seen.items()}
+        for uid, user in self.users.items():
             if not hasattr(user, "last"):
-                times = [*user.latest.values(), *user.feature_latest.values()]
-                user.last = max(times, default=_NEVER)
+                user.last = max(user.latest.values(), default=_NEVER)
+            if not getattr(user, "uid", ""):
+                user.uid = uid
+            for name in ("feature_latest", "feature_times", "signups"):
+                if not getattr(user, name):  # empty containers of older checkpoints
+                    setattr(user, name, None)
         self._init_caches()
 
     # -- time ---------------------------------------------------------------------
@@ -183,9 +200,12 @@ class PartitionState:
         self.store.expire(now_ms)
         if self.dedupe_horizon_ms is not None:
             oldest = now_ms - self.dedupe_horizon_ms
-            for key, seen_at in list(self.seen.items()):
+            dead = []
+            for key, seen_at in self.seen.items():
                 if seen_at >= oldest:
                     break  # insertion order is processing-time order
+                dead.append(key)
+            for key in dead:
                 del self.seen[key]
         if now_ms - self._last_state_sweep < SWEEP_STATE_EVERY_MS:
             return
@@ -193,7 +213,7 @@ class PartitionState:
         # Everything of a user or session older than the horizon is in expired
         # buckets: dropping it, or keeping it a while, changes no bucket.
         horizon = now_ms - STATE_HORIZON_MS
-        for skey in [k for k, ss in self.sessions.items() if ss[-1].last_ts < horizon]:
+        for skey in [k for k, ss in self.sessions.items() if _last_session(ss).last_ts < horizon]:
             del self.sessions[skey]
         for uid in [u for u, user in self.users.items() if user.last < horizon]:
             del self.users[uid]
@@ -206,7 +226,12 @@ class PartitionState:
         Returns an Outcome. `processed_at_ms` is the processing time used for the
         dedupe horizon (defaults to stream time).
         """
-        key = (event.user_id, event.event_id)
+        user = self.users.get(event.user_id)
+        if user is None:
+            user = self.users[event.user_id] = _User(uid=event.user_id)
+        elif event.user_id is not user.uid:
+            event.user_id = user.uid  # equal; one string for all of the user's state
+        key = identity(event.user_id, event.event_id)
         if key in self.seen:
             return Outcome.DUPLICATE
         self.seen[key] = processed_at_ms if processed_at_ms is not None else (self.now_ms or 0)
@@ -225,6 +250,10 @@ class PartitionState:
         else:
             self._apply(event)
         return Outcome.ACCEPTED
+
+    def has_seen(self, event: Event) -> bool:
+        """True if an event with this identity was accepted before (and is remembered)."""
+        return identity(event.user_id, event.event_id) in self.seen
 
     def _scopes(self, event: Event) -> Scopes:
         """The capped scopes of an event's dimensions (cached per raw combination).
@@ -252,7 +281,7 @@ class PartitionState:
         scopes = self._scopes(event)
         user = self.users.get(event.user_id)
         if user is None:
-            user = self.users[event.user_id] = _User()
+            user = self.users[event.user_id] = _User(uid=event.user_id)
         ts = event.ts_ms
         if ts > user.last:
             user.last = ts
@@ -501,6 +530,8 @@ class PartitionState:
         ts = event.ts_ms
         feature = self.cap.admit("feature", event.props["feature"])
         feature_latest = user.feature_latest
+        if feature_latest is None:
+            feature_latest = user.feature_latest = {}
         for scope in scopes:
             key = (feature, scope)
             old = feature_latest.get(key)
@@ -516,10 +547,12 @@ class PartitionState:
             elif old - old % MINUTE_MS != ts - ts % MINUTE_MS:
                 self._move(scope, old, ts, _FeatureCount(feature))
         times = user.feature_times
+        if times is None:
+            times = user.feature_times = []
         at = bisect.bisect_left(times, ts)
         if at == len(times) or times[at] != ts:
             times.insert(at, ts)
-        for signup in user.signups:
+        for signup in user.signups or ():
             if signup.ts <= ts <= signup.ts + ACTIVATION_MS and (
                 signup.first_use is None or ts < signup.first_use
             ):
@@ -534,11 +567,13 @@ class PartitionState:
             v[C.EVENTS] += 1
             v[C.SIGNUPS] += 1
         signup = _Signup(ts, scopes)
-        times = user.feature_times
+        times = user.feature_times or ()
         at = bisect.bisect_left(times, ts)
         if at < len(times) and times[at] <= ts + ACTIVATION_MS:
             signup.first_use = times[at]
             self._activation(signup, 1)
+        if user.signups is None:
+            user.signups = []
         user.signups.append(signup)
 
     def _activation(self, signup: _Signup, sign: int) -> None:
@@ -555,6 +590,7 @@ class PartitionState:
     def _page_view(self, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
         ts = event.ts_ms
         page = self.cap.admit("page", event.props["page"])
+        page = self._strings.setdefault(page, page)  # one copy per page in the sessions
         for bucket in targets:
             v = bucket.values
             v[C.EVENTS] += 1
@@ -563,10 +599,15 @@ class PartitionState:
             pages[page] = pages.get(page, 0) + 1
         assert event.session_id is not None
         key = (event.user_id, event.session_id)
-        sessions = self.sessions.get(key)
-        if sessions is None:
-            sessions = self.sessions[key] = []
+        stored = self.sessions.get(key)
+        if stored is None:
+            session = _Session(ts, scopes, ts, page, 1)
+            self.sessions[key] = session
+            self._session_delta(session, 1)
+            return
+        sessions = [stored] if isinstance(stored, _Session) else stored
         self._join_session(sessions, ts, page, scopes)
+        self.sessions[key] = sessions[0] if len(sessions) == 1 else sessions
 
     def _join_session(self, sessions: list[_Session], ts: int, page: str, scopes: Scopes) -> None:
         """Add a page view to the (user, session id)'s sessions, merging where it bridges.
@@ -666,3 +707,7 @@ class _FeatureCount:
             counts[self.feature] = total
         else:
             del counts[self.feature]
+
+
+def _last_session(stored: _Session | list[_Session]) -> _Session:
+    return stored if isinstance(stored, _Session) else stored[-1]
