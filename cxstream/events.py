@@ -39,6 +39,7 @@ __all__ = [
 
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_RAW_BYTES: Final = 2 * MAX_EVENT_BYTES  # of a whole message kept in its dead letter
 FUTURE_TOLERANCE_MS: Final = 5 * 60 * 1000
 
 REJECT_REASONS: Final = (
@@ -450,9 +451,7 @@ def decode_message(data: bytes, now_ms: int | None) -> list[Event | Rejection]:
     is_batch = data[:1] == b"[" or (data[:1] in _BLANKS and _first_char(data) == ord("["))
     if not is_batch:
         if size > MAX_EVENT_BYTES:
-            return [
-                Rejection("too_large", f"event: {size} bytes, limit 64 KiB", None, raw_text(data))
-            ]
+            return [Rejection("too_large", f"event: {size} bytes, limit 64 KiB", None, _clip(data))]
         try:
             return [_fast_event(_ONE_EVENT.decode(data), now_ms)]
         except Exception:  # not a plainly valid event: the general path decides
@@ -492,7 +491,7 @@ def _decode_general(
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        return [Rejection("malformed_json", f"message: not JSON: {exc}", None, raw_text(data))]
+        return [Rejection("malformed_json", f"message: not JSON: {exc}", None, _clip(data))]
     if isinstance(doc, dict):
         return [_decode_object(doc, now_ms, None, data)]
     if not isinstance(doc, list):
@@ -501,7 +500,7 @@ def _decode_general(
                 "not_an_object",
                 f"message: expected an event object or an array, got {_type_name(doc)}",
                 None,
-                raw_text(data),
+                _clip(data),
             )
         ]
     check_size = size > MAX_EVENT_BYTES
@@ -712,14 +711,15 @@ def _decode_object(
 
 
 def _clip(data: bytes) -> str:
-    # A dead letter must itself fit in a Kafka message: keep the first 64 KiB of an
-    # oversized message (the whole of it would be refused by the broker), cut at a
-    # character boundary when the message is UTF-8.
+    # A dead letter must itself fit in a Kafka message (1 MiB on a default broker):
+    # keep the first MAX_RAW_BYTES of a whole message, cut at a character boundary
+    # when it is UTF-8. JSON-escaped in the record, text can grow sixfold (a control
+    # character becomes `\u0001`), so a whole message of up to 1 MiB would not fit.
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(data[:MAX_EVENT_BYTES]).decode("ascii")
-    return data[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
+        return base64.b64encode(data[:MAX_RAW_BYTES]).decode("ascii")
+    return data[:MAX_RAW_BYTES].decode("utf-8", errors="ignore")
 
 
 def _clip_text(text: bytes) -> str:
