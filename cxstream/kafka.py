@@ -37,6 +37,7 @@ __all__ = [
     "apply_broker_compat_from_env",
     "broker_bin",
     "client_security",
+    "connect_problem",
     "correct_end_offsets",
     "ensure_topics",
     "faust_security_settings",
@@ -339,7 +340,12 @@ async def ensure_topics(
         **dict(security or {}),
     )
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
+        try:
+            await asyncio.wait_for(admin.start(), timeout_s)
+        except TimeoutError:
+            raise
+        except Exception as exc:  # a refused login, TLS, a closed connection: one line
+            raise BrokerError(await connect_problem(bootstrap, security or {}, exc)) from None
         response = await admin.create_topics(
             [
                 NewTopic(
@@ -386,6 +392,60 @@ async def ensure_topics(
 
 
 _TOPIC_ALREADY_EXISTS = 36
+
+
+async def connect_problem(
+    bootstrap: str, security: Mapping[str, object], failure: BaseException
+) -> str:
+    """One line saying why the first broker of `bootstrap` cannot be used, and what to check.
+
+    A Kafka client that cannot bootstrap only says "Unable to bootstrap" (and a SCRAM
+    login that the broker refuses in its last message even ends in a KeyError inside
+    aiokafka), so one connection is made again to find the cause: a refused SASL
+    login, an unknown mechanism, a failed TLS handshake, a broker that closes the
+    connection of a client that did not authenticate. The password is never shown.
+    """
+    from aiokafka import errors
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    where = f"Kafka at {bootstrap}"
+    protocol = security.get("security_protocol", "PLAINTEXT")
+    user, mechanism = security.get("sasl_plain_username"), security.get("sasl_mechanism")
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=10_000, **security), 15
+        )
+        try:
+            await asyncio.wait_for(conn.send(MetadataRequest([])), 15)
+        finally:
+            conn.close()
+    except (errors.SaslAuthenticationFailed, errors.AuthenticationFailedError, KeyError):
+        return (
+            f"{where} refused the SASL login of user {user!r} ({mechanism}): "
+            "check CXSTREAM_KAFKA_SASL_USERNAME and CXSTREAM_KAFKA_SASL_PASSWORD"
+        )
+    except errors.UnsupportedSaslMechanismError:
+        return (
+            f"{where} does not offer the SASL mechanism {mechanism}: "
+            "check CXSTREAM_KAFKA_SASL_MECHANISM"
+        )
+    except ssl.SSLError as exc:
+        return (
+            f"TLS handshake with {where} failed ({exc.reason or exc}): check "
+            "CXSTREAM_KAFKA_SECURITY_PROTOCOL and CXSTREAM_KAFKA_SSL_CAFILE"
+        )
+    except errors.KafkaConnectionError:
+        return (
+            f"{where} closed the connection of a {protocol} client: if it requires TLS "
+            "or SASL, set CXSTREAM_KAFKA_SECURITY_PROTOCOL and the CXSTREAM_KAFKA_SASL_* settings"
+        )
+    except (OSError, TimeoutError) as exc:
+        return f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc!r}"
+    except Exception as exc:
+        return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+    return f"could not connect to {where}: {failure!r}"
 
 
 # --------------------------------------------------------------------------- security
