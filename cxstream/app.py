@@ -190,6 +190,7 @@ class Worker:
     published_scopes: set[str] = field(default_factory=set)
     last_full_ms: int = 0
     redis_needs_all: bool = True
+    redis_failing: bool = False  # the last Redis write failed (logged once per outage)
     marker_key: str = ""
     consuming: bool = False
     dimensions: DimensionRegistry | None = None
@@ -442,10 +443,14 @@ class Worker:
                 await self.redis.forget(gone)
             await self.redis.client.set(self.marker_key, str(now))
             self.redis_needs_all = False
+            if self.redis_failing:
+                log.info("redis sink: writing again")
+                self.redis_failing = False
         except Exception as exc:  # any Redis failure: count it, retry everything next tick
             self.metrics.sink_errors.labels("redis").inc()
-            if not self.redis_needs_all:
+            if not self.redis_failing:
                 log.warning("redis sink: %s; retrying on the next tick", exc)
+                self.redis_failing = True
             self.redis_needs_all = True
 
 
