@@ -28,6 +28,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,13 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cxstream.config import KafkaSecurity, Settings
 from cxstream.kafka import broker_bin, faust_security_settings, free_port, wait_for_kafka
 
 from infra import wait_for
-from integration.test_faults import Expected, assert_exact, counted_30d, sample_sum
+from integration.test_faults import Expected, assert_exact, counted_30d, sample_sum, send_all
 from integration.test_worker import realistic_events
 from integration.worker import WorkerProcess, write_config
 
@@ -552,10 +554,11 @@ def check_one_line_error(output: str, expected: str, password: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_redis_password_is_required_and_never_shown(
+async def test_redis_password_is_required_honoured_and_never_shown(
     broker: str, topic_prefix: str, app_id: str, tmp_path: Path
 ) -> None:
-    """A worker with a wrong Redis password counts sink errors and prints no password."""
+    """redis://:PASSWORD@ against `--requirepass`: a wrong one writes nothing, counts sink
+    errors and says so in the log; the right one writes. Neither is ever printed."""
     port = free_port()
     wrong = "wrong-redis-Pa55-77aa"
     proc = subprocess.Popen(
@@ -564,34 +567,72 @@ async def test_redis_password_is_required_and_never_shown(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     config = write_config(tmp_path / "cx.yaml", topic_prefix)
-    worker = WorkerProcess(
-        broker=broker,
-        redis_url=f"redis://:{wrong}@127.0.0.1:{port}/0",
-        config=config,
-        app_id=app_id,
-        datadir=tmp_path / "data",
-    ).start()
+    client = aioredis.from_url(f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0")
+    logs = []
     try:
-        await wait_for(worker.healthy, timeout=60, message=worker.log_tail)
-        await wait_for(
-            lambda: sample_sum(worker, "cxstream_sink_errors_total", sink="redis") >= 2,
-            timeout=30,
-            interval=0.2,
-            message=worker.log_tail,
-        )
-        client = aioredis.from_url(f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0")
-        try:
-            assert await client.keys("cx:*") == []
-        finally:
-            await client.aclose()
+
+        async def answers() -> bool:
+            try:
+                return bool(await client.ping())
+            except RedisConnectionError:
+                return False
+
+        await wait_for(answers, timeout=15, message="redis-server with a password")
+        for password in (wrong, REDIS_PASSWORD):
+            worker = WorkerProcess(
+                broker=broker,
+                redis_url=f"redis://:{password}@127.0.0.1:{port}/0",
+                config=config,
+                app_id=app_id,
+                datadir=tmp_path / "data",
+            ).start()
+            try:
+                await wait_for(worker.healthy, timeout=60, message=worker.log_tail)
+                if password == wrong:
+                    await wait_for(
+                        lambda w=worker: (
+                            sample_sum(w, "cxstream_sink_errors_total", sink="redis") >= 2
+                        ),
+                        timeout=30,
+                        interval=0.2,
+                        message=worker.log_tail,
+                    )
+                    assert await client.keys("cx:*") == []
+                else:
+                    clicks = recent_clicks()
+                    await send_all(broker, topic_prefix, clicks)
+                    expected = Expected([orjson.dumps(e) for e in clicks])
+                    await wait_for(
+                        lambda x=expected: counted_30d(client, x),
+                        timeout=60,
+                        interval=0.3,
+                        message=worker.log_tail,
+                    )
+                    assert sample_sum(worker, "cxstream_sink_errors_total", sink="redis") == 0
+            finally:
+                assert worker.stop() == 0, worker.log_tail()
+            logs.append(worker.log_path.read_text(errors="replace"))
     finally:
-        code = worker.stop()
+        await client.aclose()
         proc.kill()
         proc.wait(10)
-    assert code == 0, worker.log_tail()
-    log = worker.log_path.read_text(errors="replace")
-    assert "redis sink:" in log
-    assert wrong not in log and REDIS_PASSWORD not in log
+    assert "redis sink:" in logs[0]  # the failure is in the log, once, without the URL's secret
+    for log in logs:
+        assert wrong not in log and REDIS_PASSWORD not in log
+
+
+def recent_clicks(n: int = 20) -> list[dict[str, Any]]:
+    now = int(time.time() * 1000) - 60_000
+    return [
+        {
+            "event_id": f"c{i}",
+            "type": "click",
+            "ts": now,
+            "user_id": f"uid-click-{i % 7}",
+            "properties": {"element": "cta"},
+        }
+        for i in range(n)
+    ]
 
 
 def _listening_addresses(port: int) -> set[str]:
