@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from cxstream.engine.aggregates import Bucket, C
@@ -76,12 +76,17 @@ class _Signup:
 class _User:
     """Per-user state; the containers a user may never need stay None until needed."""
 
-    latest: dict[str, int] = field(default_factory=dict)  # scope -> latest activity ts
+    # The user's latest activity per scope: while all of it came with one combination
+    # of scopes (the rule), `combo` and `at` say it without a dict; `latest` (scope ->
+    # ts) takes over from the first event with other scopes.
+    latest: dict[str, int] | None = None
     feature_latest: dict[tuple[str, str], int] | None = None
     feature_times: list[int] | None = None  # sorted, distinct
     signups: list[_Signup] | None = None
     last: int = _NEVER  # the latest `ts` of any of the user's events
     uid: str = ""  # the user id, one string shared by the user's state
+    combo: Scopes | None = None
+    at: int = _NEVER
 
 
 class Outcome:
@@ -166,8 +171,12 @@ class PartitionState:
         if self.seen and isinstance(next(iter(self.seen)), tuple):
             self.seen = {identity(*key): at for key, at in self.seen.items()}
         for uid, user in self.users.items():
+            if not hasattr(user, "combo"):
+                user.combo, user.at = None, _NEVER
+                if not user.latest:
+                    user.latest = None
             if not hasattr(user, "last"):
-                user.last = max(user.latest.values(), default=_NEVER)
+                user.last = max((user.latest or {}).values(), default=_NEVER)
             if not getattr(user, "uid", ""):
                 user.uid = uid
             for name in ("feature_latest", "feature_times", "signups"):
@@ -362,13 +371,47 @@ class PartitionState:
         `targets` are the event's own buckets: the minute level of the four scopes
         (when live), then their hour level (when live).
         """
-        latest = user.latest
         minute_cut, hour_cut = self._cuts
         minute = ts - ts % MINUTE_MS
         hour = ts - ts % HOUR_MS
         minute_live = minute >= minute_cut
         hour_live = hour >= hour_cut
         hour_at = 4 if minute_live else 0
+        latest = user.latest
+        if latest is None:
+            combo = user.combo
+            if combo is None:  # the user's first activity
+                user.combo, user.at = scopes, ts
+                for i in range(4):
+                    if minute_live:
+                        targets[i].values[C.ACTIVE] += 1
+                    if hour_live:
+                        targets[hour_at + i].values[C.ACTIVE] += 1
+                return
+            if combo is scopes or combo == scopes:
+                previous = user.at
+                if previous >= ts:
+                    return
+                user.at = ts
+                old_minute = previous - previous % MINUTE_MS
+                if old_minute == minute:
+                    return
+                old_hour = previous - previous % HOUR_MS
+                get = self.store.get
+                for i in range(4):
+                    scope = scopes[i]
+                    if old_minute >= minute_cut:
+                        get((scope, MINUTE_MS, old_minute)).values[C.ACTIVE] -= 1
+                    if minute_live:
+                        targets[i].values[C.ACTIVE] += 1
+                    if old_hour != hour:
+                        if old_hour >= hour_cut:
+                            get((scope, HOUR_MS, old_hour)).values[C.ACTIVE] -= 1
+                        if hour_live:
+                            targets[hour_at + i].values[C.ACTIVE] += 1
+                return
+            latest = user.latest = dict.fromkeys(combo, user.at)
+            user.combo = None
         get = self.store.get
         for i in range(4):
             scope = scopes[i]
