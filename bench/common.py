@@ -110,6 +110,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[low] + (data[high] - data[low]) * (pos - low)
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that services started by a benchmark are stopped."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import log, percentile, realistic_events, table, write_result
+from bench.common import log, percentile, realistic_events, stop_on_sigterm, table, write_result
 from bench.stack import PARTITIONS, Stack, wait_healthy
 from cxstream.emit import Emitter, partition_for
 
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     with Stack() as stack:
         topics, config = stack.topics("fresh", publish_interval_s=1.0)
         worker = stack.start_worker(topics, config)

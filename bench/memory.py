@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import DATA, log, table, write_result
+from bench.common import DATA, log, stop_on_sigterm, table, write_result
 from bench.replay import run_cli
 from bench.stack import Stack, watch_redis
 
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-worker", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
 
     log(f"generating visits of {args.users:,} users over 30 days")
     events = visits(args.users, args.seed, time.time_ns() // 1_000_000)

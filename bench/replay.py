@@ -29,6 +29,7 @@ from bench.common import (
     log,
     mixed_lines,
     realistic_events,
+    stop_on_sigterm,
     table,
     write_result,
 )
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
 
     path = make_file(args.events, args.seed)
     # Interleaved, best of each: the machine is shared, so noise hits both sides.

@@ -277,6 +277,11 @@ async def send_with_emitter(
     ) as emitter:
         for event in events:
             await emitter.send(event)
+        # Flush before leaving: a batch that the SDK's linger task is sending while
+        # the emitter stops could otherwise be lost.
+        await emitter.flush()
+        await asyncio.sleep(2 * emitter.linger_s)
+        await emitter.flush()
     return {
         "seconds": time.perf_counter() - started,
         "events": emitter.stats.events,
@@ -340,16 +345,27 @@ def redis_events(redis: Redis, key: str = "cx:metrics:30d:all") -> int:
 
 
 def watch_redis(
-    redis: Redis, expected: int, workers: Sequence[Worker], timeout: float = 600
+    redis: Redis,
+    expected: int,
+    workers: Sequence[Worker],
+    timeout: float = 600,
+    stall_timeout: float = 120,
 ) -> dict[str, Any]:
     """Poll the 30d:all events count until it is `expected`: first and last publish."""
     first_t = last_t = 0.0
     first_count = 0
     deadline = time.monotonic() + timeout
     samples: list[tuple[float, int]] = []
+    stalled_since = time.monotonic()
     while True:
         count = redis_events(redis)
         now = time.perf_counter()
+        if samples and samples[-1][1] != count:
+            stalled_since = time.monotonic()
+        if count and time.monotonic() - stalled_since > stall_timeout:
+            raise TimeoutError(
+                f"Redis shows {count:,} of {expected:,} events, unchanged for {stall_timeout:g} s"
+            )
         if count and not first_t:
             first_t, first_count = now, count
         if not samples or samples[-1][1] != count:

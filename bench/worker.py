@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import PYTHON, ROOT, log, realistic_events, table, write_result
+from bench.common import PYTHON, ROOT, log, realistic_events, stop_on_sigterm, table, write_result
 from bench.stack import (
     Stack,
     bare_consume,
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scale", action="store_true", help="also measure 1 vs 2 workers")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
 
     modes = ("batched", "single") if args.mode == "both" else (args.mode,)
     log(f"generating {args.events:,} events")
