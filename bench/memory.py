@@ -5,7 +5,7 @@
 Each user has one visit at a random time of the last 30 days: one to three page
 views (70 % bounce), a page leave after most multi-page visits, and one in ten
 answers a survey (NPS, CSAT or CES): about 1.8 events per user, in time order.
-- replay: `cxstream replay FILE` as a subprocess; its peak RSS from wait4().
+- replay: `cxstream replay FILE` as a subprocess; its peak RSS (VmHWM).
 - worker: the same events sent with the SDK before one worker starts; its VmHWM
   once the `30d:all` hash counts every event. Then the cost of one checkpoint of
   that state (what the worker writes before each offset commit) is timed by
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     events = visits(args.users, args.seed, time.time_ns() // 1_000_000)
     path = write_file(events, args.users, args.seed)
     n = len(events)
+    del events  # replay and worker are measured without them held in this process
     log(f"{n:,} events -> {path}")
     result: dict[str, Any] = {"users": args.users, "events": n, "file_bytes": path.stat().st_size}
     replay = run_cli(path)
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             topics, config = stack.topics("memory")
             from bench.stack import send_with_emitter
 
+            with open(path, "rb") as handle:
+                events = [orjson.loads(line) for line in handle]
             sent = asyncio.run(
                 send_with_emitter(stack.broker.bootstrap, events, topics, batch=True)
             )

@@ -82,6 +82,7 @@ def run_cli(path: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CXSTREAM_CONFIG", None)
     started = time.perf_counter()
+    peak_kib = 0
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
             [PYTHON, "-m", "cxstream.cli", "replay", str(path)],
@@ -89,7 +90,14 @@ def run_cli(path: Path) -> dict[str, Any]:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        # VmHWM of the process after exec (wait4's ru_maxrss would also count the
+        # pages it shared with this process between fork and exec).
+        while True:
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+            time.sleep(0.05)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -97,11 +105,22 @@ def run_cli(path: Path) -> dict[str, Any]:
     report = orjson.loads(out_path.read_bytes())
     return {
         "seconds": seconds,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": peak_kib / 1024,
         "accepted": report["accepted"],
         "duplicates": report["duplicates"],
         "rejected": sum(report["rejected"].values()),
     }
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def run_inprocess(path: Path) -> float:
