@@ -100,6 +100,7 @@ class Worker:
         app_id: str,
         datadir: Path,
         extra_env: dict[str, str] | None = None,
+        module: str = "cxstream.cli",
     ) -> None:
         self.port = free_port()
         datadir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ class Worker:
         }
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", "cxstream.cli", "worker"],
+                [PYTHON, "-m", module, *(["worker"] if module == "cxstream.cli" else [])],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -250,9 +251,14 @@ class Stack:
         return {**topics, "app_id": app_id}, config
 
     def start_worker(
-        self, topics: dict[str, str], config: Path, extra_env: dict[str, str] | None = None
+        self,
+        topics: dict[str, str],
+        config: Path,
+        extra_env: dict[str, str] | None = None,
+        module: str = "cxstream.cli",
     ) -> Worker:
         worker = Worker(
+            module=module,
             broker=self.broker.bootstrap,
             redis_url=self.redis.url,
             config=config,
@@ -409,6 +415,7 @@ def watch_redis(
         "seconds": seconds,
         "events": expected,
         "events_per_s": expected / seconds if seconds > 0 else float("nan"),
+        "last_publish_at": last_wall,
         "first_to_last_publish_s": publish_s,
         "first_publish_count": first_count,
         "first_to_last_publish_events_per_s": (
