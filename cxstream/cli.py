@@ -116,9 +116,12 @@ async def _emit(settings: Any, handle: IO[bytes], *, batch: bool) -> int:
     try:
         await emitter.start()
     except Exception as exc:
+        from cxstream.kafka import connect_problem
+
+        # The cause (refused login, TLS, no broker), not aiokafka's "Unable to bootstrap".
         raise UsageError(
-            f"cannot connect to Kafka at {emitter.bootstrap}: {exc}",
-            "start a broker or set CXSTREAM_BROKER",
+            await connect_problem(emitter.bootstrap, emitter.security, exc),
+            "start a broker or set CXSTREAM_BROKER (and CXSTREAM_KAFKA_* for a secured one)",
         ) from None
     invalid = 0
     started = last = time.monotonic()

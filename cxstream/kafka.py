@@ -442,7 +442,7 @@ async def connect_problem(
             "or SASL, set CXSTREAM_KAFKA_SECURITY_PROTOCOL and the CXSTREAM_KAFKA_SASL_* settings"
         )
     except (OSError, TimeoutError) as exc:
-        return f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc!r}"
+        return f"cannot connect to {where}: {getattr(exc, 'strerror', None) or repr(exc)}"
     except Exception as exc:
         return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
     return f"could not connect to {where}: {failure!r}"
