@@ -93,6 +93,7 @@ class Emitter:
             raise ValueError("linger_s must be > 0")
         self.linger_s = linger_s
         self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
         self.bootstrap = bootstrap.replace("kafka://", "").replace(";", ",")
         self.interactions_topic = interactions_topic
         self.feedback_topic = feedback_topic
@@ -119,12 +120,14 @@ class Emitter:
             await producer.stop()  # a half-started producer still holds its client
             raise
         self._producer = producer
+        self._closing = False
         self._flusher = asyncio.create_task(self._flush_lingering())
 
     async def _flush_lingering(self) -> None:
         # A batch waits at most `linger_s` for more events, so a slow producer's
-        # events still leave promptly.
-        while True:
+        # events still leave promptly. Never cancelled mid-send: `stop` asks it to end
+        # and waits, so no batch it has taken from the queue is lost.
+        while not self._closing:
             await asyncio.sleep(self.linger_s)
             for topic, partition in list(self._pending):
                 await self._send_batch(topic, partition)
@@ -133,7 +136,8 @@ class Emitter:
         if self._producer is None:
             return
         if self._flusher is not None:
-            self._flusher.cancel()
+            self._closing = True
+            await self._flusher
             self._flusher = None
         try:
             await self.flush()
