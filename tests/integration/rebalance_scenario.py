@@ -1,4 +1,12 @@
-"""Two workers in one group: partitions move between them and the numbers stay exact.
+"""Two workers in one group: partitions move between them and the numbers should stay exact.
+
+NOT COLLECTED by pytest (the file name does not start with `test_`): this scenario
+fails intermittently and is kept as the reproduction of a known bug, listed in the
+README status table. A partition that moves to a worker with no checkpoint of it is
+adopted at once; if no message arrives on it, the new owner's empty state is still
+announced to stage 2 (a reset), which drops the previous owner's partials for that
+partition until new traffic triggers the rebuild. Run it by hand with
+`pytest tests/integration/rebalance_scenario.py`.
 
 Each worker has its own data dir, so a partition that moves finds no checkpoint (or a
 stale one) on its new owner and is rebuilt from the start of its log.
