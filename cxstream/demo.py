@@ -51,7 +51,7 @@ from typing import IO, Any
 import yaml
 
 from cxstream.errors import CxStreamError
-from cxstream.generate_cli import parse_duration_s
+from cxstream.generate_cli import duration_arg
 
 WINDOWS: tuple[str, ...] = ("5m", "1h", "24h", "7d", "30d")
 BACKFILL_S = 2 * 3600
@@ -669,16 +669,6 @@ def render(snap: Snapshot, where: str) -> Any:
 # --- the command -------------------------------------------------------------------
 
 
-def _for_arg(text: str) -> float:
-    try:
-        seconds = parse_duration_s(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
-    return seconds
-
-
 def _rate_arg(text: str) -> float:
     try:
         value = float(text)
@@ -705,7 +695,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--for",
         dest="run_for",
-        type=_for_arg,
+        type=duration_arg,
         metavar="DURATION",
         help="stop by itself after this long, e.g. 20s or 10m (default: until q or Ctrl-C)",
     )

@@ -82,7 +82,8 @@ def parse_duration_s(text: str) -> float:
     return total
 
 
-def _duration_arg(text: str) -> float:
+def duration_arg(text: str) -> float:
+    """An argparse type: a duration such as `90s`, `10m` or `2h`, above zero."""
     try:
         seconds = parse_duration_s(text)
     except ValueError as exc:
@@ -168,7 +169,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--duration",
-        type=_duration_arg,
+        type=duration_arg,
         help="event time to cover, e.g. 10m or 2h (default: until Ctrl-C to Kafka, 1h to --out)",
     )
     parser.add_argument(
