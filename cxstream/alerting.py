@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -75,43 +74,15 @@ async def read_alert_messages(
     end is not reached within `timeout_s`, and aiokafka's errors when the
     broker cannot be reached.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from cxstream.kafka import read_topic
 
-    topic = settings.topics.alerts
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=",".join(settings.bootstrap_servers),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        **_security(settings),
+    records = await read_topic(
+        ",".join(settings.bootstrap_servers),
+        settings.topics.alerts,
+        timeout_s=timeout_s,
+        security=_security(settings),
     )
-    await consumer.start()
-    try:
-        # Listing every topic refreshes metadata without auto-creating this one.
-        if topic not in await consumer.topics():
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        values: dict[int, list[bytes]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + timeout_s
-
-        async def at_end() -> bool:
-            for tp in tps:
-                highwater = consumer.highwater(tp)  # known after the first fetch of tp
-                if highwater is None or await consumer.position(tp) < highwater:
-                    return False
-            return True
-
-        while not await at_end():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s:g} s")
-            batches = await consumer.getmany(*tps, timeout_ms=200)
-            for tp, records in batches.items():
-                values[tp.partition].extend(r.value for r in records if r.value is not None)
-        return [v for p in sorted(values) for v in values[p]]
-    finally:
-        await consumer.stop()
+    return [r.value for r in records if r.value is not None]
 
 
 class AlertPublisher:

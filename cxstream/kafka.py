@@ -43,6 +43,7 @@ __all__ = [
     "faust_security_settings",
     "free_port",
     "kafka_security_settings",
+    "read_topic",
     "wait_for_kafka",
     "worker_security",
 ]
@@ -746,3 +747,57 @@ def worker_security(sec: KafkaSecurity) -> dict[str, object]:
         sec.sasl_password,
         str(sec.ssl_cafile) if sec.ssl_cafile else None,
     )
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    timeout_s: float = 10.0,
+    security: Mapping[str, object] | None = None,
+) -> list[Any]:
+    """Every message now in `topic`, partition by partition in offset order.
+
+    Reads each partition from its start to the high watermark of its fetch
+    responses, not to the ListOffsets end, which some brokers under-report (see
+    `apply_broker_compat`). Returns aiokafka `ConsumerRecord`s. A topic that does
+    not exist reads as empty. Raises TimeoutError when the end is not reached
+    within `timeout_s`, and aiokafka's errors when the broker cannot be reached.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        **dict(security or {}),
+    )
+    await consumer.start()
+    try:
+        # Listing all topics refreshes metadata without auto-creating `topic`.
+        if topic not in await consumer.topics():
+            return []
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: dict[int, list[Any]] = {tp.partition: [] for tp in tps}
+        deadline = time.monotonic() + timeout_s
+
+        async def at_end() -> bool:
+            for tp in tps:
+                highwater = consumer.highwater(tp)  # known after a fetch of tp
+                if highwater is None or await consumer.position(tp) < highwater:
+                    return False
+            return True
+
+        while not await at_end():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s:g} s")
+            batches = await consumer.getmany(*tps, timeout_ms=100)
+            for tp, batch in batches.items():
+                records[tp.partition].extend(batch)
+        return [r for p in sorted(records) for r in records[p]]
+    finally:
+        await consumer.stop()

@@ -102,49 +102,13 @@ async def read_topic(
 ) -> list[Any]:
     """Every message now in `topic`, partition by partition in offset order.
 
-    Reads each partition from its start to the high watermark of its fetch
-    responses, not to the ListOffsets end: the test broker under-reports the
-    latter (docs/faust-on-tansu.md). Returns aiokafka `ConsumerRecord`s
-    (`.key`, `.value` as bytes, `.partition`, `.offset`, `.timestamp`).
-    A topic that does not exist reads as empty.
+    See `cxstream.kafka.read_topic`: it reads to the high watermark of fetch
+    responses, since the test broker under-reports ListOffsets ends
+    (docs/faust-on-tansu.md). Returns aiokafka `ConsumerRecord`s.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from cxstream.kafka import read_topic as read_to_end
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        **dict(security or {}),
-    )
-    await consumer.start()
-    try:
-        # Listing all topics refreshes metadata without auto-creating `topic`.
-        if topic not in await consumer.topics():
-            return []
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: dict[int, list[Any]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + timeout
-
-        async def at_end() -> bool:
-            for tp in tps:
-                highwater = consumer.highwater(tp)  # known after a fetch of tp
-                if highwater is None or await consumer.position(tp) < highwater:
-                    return False
-            return True
-
-        while not await at_end():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout:g} s")
-            batches = await consumer.getmany(*tps, timeout_ms=100)
-            for tp, batch in batches.items():
-                records[tp.partition].extend(batch)
-        return [r for p in sorted(records) for r in records[p]]
-    finally:
-        await consumer.stop()
+    return await read_to_end(bootstrap, topic, timeout_s=timeout, security=security)
 
 
 async def wait_for_messages(
