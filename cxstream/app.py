@@ -8,7 +8,6 @@ metric values to the sinks. The meaning of every metric stays in `engine/`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
 import logging
 import os
@@ -99,78 +98,68 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-@dataclass
-class Rebuild:
-    """Re-reads a partition from the start of its log when local state cannot continue.
+Key = tuple[str, int]  # (topic, partition)
 
-    The first message of each partition after it is assigned tells whether the state
-    here (a checkpoint, or nothing) continues where the log resumes: the message must
-    be at most one past the last applied offset (or the partition's earliest offset
-    when there is no state). When it is further on, another worker processed the
-    messages in between (the partition moved, or this checkpoint is stale): the state
-    is dropped and the partition re-read from its earliest offset. Until it has caught
-    up with where it was found, its results are held back (stage 1 sends no partials,
-    stage 2 publishes nothing of it), so the previous owner's values stay in place.
+
+def rewind_to(applied: int | None, committed: int | None, earliest: int) -> int | None:
+    """Where a partition must be re-read from for its state to continue the log.
+
+    `applied` is the last offset in the state here (-1 or None: no state), `committed`
+    the group's committed offset (None: none), `earliest` the log's first offset. None
+    means resuming at the committed offset is right: the state reaches it (offsets it
+    already holds are skipped by its stamps), or nothing was ever committed.
+    """
+    if committed is None:
+        return None
+    resume_at = earliest if applied is None or applied < 0 else max(applied + 1, earliest)
+    return resume_at if resume_at < committed else None
+
+
+@dataclass
+class Resume:
+    """Where each owned topic-partition resumes, so that local state continues the log.
+
+    On every assignment Faust seeks each partition to the group's committed offset.
+    That is right for the worker whose state made the commit, but a worker taking a
+    partition over holds either no state for it or an older checkpoint: resuming at
+    the committed offset would skip the messages in between. So after the seek that
+    ends each rebalance (`Worker.place`), a partition whose state ends before the committed offset
+    is sent back to just after its state (to its earliest offset when there is none)
+    and its results are held back until it has caught up with that offset: stage 1
+    sends no partials of it and stage 2 publishes nothing of it, so the values the
+    previous owner published stay in place meanwhile. A partition is also held from
+    its adoption until that check has run.
+
+    Only ever seeking backwards keeps Faust's offset commits intact: messages below
+    the committed offset are re-applied but never acknowledged again. While it is
+    behind, a partition commits nothing, so the committed offset keeps marking how far
+    it must get, also for whoever holds it after a crash or another rebalance.
     """
 
-    unchecked: set[tuple[str, int]] = field(default_factory=set)
-    rewinding: dict[tuple[str, int], int] = field(default_factory=dict)
-    targets: dict[tuple[str, int], int] = field(default_factory=dict)
+    unplaced: set[Key] = field(default_factory=set)
+    targets: dict[Key, int] = field(default_factory=dict)  # held until applied >= target - 1
 
-    async def admit(
-        self,
-        consumer: Any,
-        msg: Any,
-        applied: int | None,
-        start_over: Callable[[], None],
-    ) -> bool:
-        """Whether to process `msg`; may start a rewind of its partition.
+    def adopt(self, keys: set[Key]) -> None:
+        self.unplaced.update(keys)
+        for key in keys:
+            self.targets.pop(key, None)
 
-        `applied` is the state's last applied offset on this topic-partition (None:
-        none); `start_over` drops the partition's state (and marks its topic-partitions
-        unchecked again, so each rewinds on its next message).
-        """
-        key = (msg.topic, msg.partition)
-        if key in self.unchecked:
-            self.unchecked.discard(key)
-            earliest = (await consumer.earliest_offsets(msg.tp)).get(msg.tp, 0)
-            expected = applied + 1 if applied is not None else earliest
-            if msg.offset > expected:
-                if applied is not None:
-                    log.info(
-                        "%s[%d]: state ends at offset %d but the log resumes at %d; "
-                        "rebuilding the partition from its start",
-                        msg.topic,
-                        msg.partition,
-                        applied,
-                        msg.offset,
-                    )
-                    start_over()
-                    self.unchecked.discard(key)
-                else:
-                    log.info(
-                        "%s[%d]: no state here; rebuilding from offset %d (found at %d)",
-                        msg.topic,
-                        msg.partition,
-                        earliest,
-                        msg.offset,
-                    )
-                await consumer.seek_wait({msg.tp: earliest})
-                self.rewinding[key] = msg.offset
-        target = self.rewinding.get(key)
-        if target is not None:
-            if msg.offset >= target:
-                return False  # fetched before the seek: it comes again after the rewind
-            del self.rewinding[key]
-            self.targets[key] = target
-        return True
+    def drop(self, key: Key) -> None:
+        self.unplaced.discard(key)
+        self.targets.pop(key, None)
 
-    def held_partitions(self, applied: Callable[[str, int], int], topics: set[str]) -> set[int]:
-        """Partitions of `topics` still catching up with where they were found."""
+    def behind(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self.unplaced or (topic, partition) in self.targets
+
+    def held(self, applied: Callable[[str, int], int | None], topics: set[str]) -> set[int]:
+        """Partitions of `topics` not yet placed or still catching up."""
         for key, target in list(self.targets.items()):
-            if key[0] in topics and applied(*key) >= target - 1:
+            done = applied(*key)
+            if done is None or done >= target - 1:
                 del self.targets[key]
-        return {p for (t, p) in (*self.rewinding, *self.targets) if t in topics}
+                if done is not None:
+                    log.info("%s[%d]: caught up at offset %d", key[0], key[1], done)
+        return {p for (t, p) in (*self.unplaced, *self.targets) if t in topics}
 
 
 @dataclass
@@ -197,8 +186,9 @@ class Worker:
     saved_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     last_checkpoint_at: float = float("-inf")
     last_checkpoint_s: float = 0.0
+    rebalance_complete: bool = False  # set by Faust's signal, taken by `place`
     dimensions_started: bool = False
-    rebuild: Rebuild = field(default_factory=lambda: Rebuild())
+    resume: Resume = field(default_factory=lambda: Resume())
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
         default_factory=list
     )
@@ -219,19 +209,9 @@ class Worker:
 
     def _adopt_user(self, part: UserPartition) -> None:
         topics = self.settings.topics
-        self.rebuild.unchecked.update(
-            ((topics.interactions, part.partition), (topics.feedback, part.partition))
-        )
+        p = part.partition
+        self.resume.adopt({(topics.interactions, p), (topics.feedback, p)})
         self.user_stage.adopt(part, epoch=now_ms())
-
-    def _restart_user(self, partition: int) -> None:
-        self._adopt_user(self.user_stage.new_partition(partition, 0))
-
-    def _restart_scope(self, partition: int) -> None:
-        old = self.scope_stage.partitions.pop(partition)
-        self.scope_stage.dirty.update(s for s, _, _ in old.store.merged.buckets)
-        self.scope_stage.partitions[partition] = ScopePartition(partition)
-        self.rebuild.unchecked.add((partials_topic_name(self.settings.app_id), partition))
 
     def scope_part(self, partition: int) -> ScopePartition:
         parts = self.scope_stage.partitions
@@ -239,7 +219,7 @@ class Worker:
         if part is None:
             saved = self.checkpoints.load(f"stage2-{partition}")
             part = saved if saved is not None else ScopePartition(partition)
-            self.rebuild.unchecked.add((partials_topic_name(self.settings.app_id), partition))
+            self.resume.adopt({(partials_topic_name(self.settings.app_id), partition)})
             parts[partition] = part
             self.scope_stage.dirty.update(s for s, _, _ in part.store.merged.buckets)
         return part
@@ -268,7 +248,8 @@ class Worker:
         self.last_checkpoint_at = time.monotonic()
         log.debug("checkpoint in %.3f s", self.last_checkpoint_s)
 
-    async def on_assigned(self, assigned: set[Any]) -> None:
+    def adopt(self, assigned: set[Any]) -> None:
+        """Hold state for each assigned topic-partition (idempotent)."""
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
         partials = partials_topic_name(self.settings.app_id)
         for tp in assigned:
@@ -276,20 +257,62 @@ class Worker:
                 self.user_partition(tp.partition)
             elif tp.topic == partials:
                 self.scope_part(tp.partition)
+
+    async def place(self, consumer: Any, committed: dict[Any, int | None]) -> None:
+        """Send partitions whose state ends before `committed` back to it; see `Resume`.
+
+        Runs right after Faust has sought every assigned partition to `committed`
+        (None: nothing committed, so Faust left the position alone) and before any
+        message of the new assignment is processed.
+        """
+        assigned = set(consumer.assignment())
+        self.adopt(assigned)  # may run before the assignment signal reaches `on_assigned`
+        ours = [tp for tp in assigned if self.applied(tp.topic, tp.partition) is not None]
+        behind = [tp for tp in ours if committed.get(tp) is not None]
+        earliest = await consumer.earliest_offsets(*behind) if behind else {}
+        seeks: dict[Any, int] = {}
+        for tp in behind:
+            key = (tp.topic, tp.partition)
+            target = committed[tp]
+            resume_at = rewind_to(self.applied(*key), target, earliest.get(tp, 0))
+            if resume_at is not None and target is not None:
+                seeks[tp] = resume_at
+                self.resume.targets[key] = target
+                log.info(
+                    "%s[%d]: state here ends before the committed offset %d; "
+                    "re-reading from %d and holding its results until caught up",
+                    tp.topic,
+                    tp.partition,
+                    target,
+                    resume_at,
+                )
+        if seeks:
+            await consumer.seek_wait(seeks)
+        for tp in ours:
+            self.resume.unplaced.discard((tp.topic, tp.partition))
+        self.update_held()
+
+    def update_held(self) -> None:
+        topics = self.settings.topics
+        self.user_stage.held = self.resume.held(
+            self.applied, {topics.interactions, topics.feedback}
+        )
+
+    async def on_assigned(self, assigned: set[Any]) -> None:
+        self.adopt(assigned)
         if not self.consuming:
             self.consuming = True
             log.info("cxstream worker consuming: %d partitions assigned", len(assigned))
 
     async def on_revoked(self, revoked: set[Any]) -> None:
+        self.rebalance_complete = False  # left over if the last assignment was empty
         self.checkpoint(force=True)
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
         partials = partials_topic_name(self.settings.app_id)
         lost_scopes: set[str] = set()
         for tp in revoked:
             key = (tp.topic, tp.partition)
-            self.rebuild.unchecked.discard(key)
-            self.rebuild.rewinding.pop(key, None)
-            self.rebuild.targets.pop(key, None)
+            self.resume.drop(key)
             if tp.topic in inputs:
                 self.user_stage.partitions.pop(tp.partition, None)
             elif tp.topic == partials:
@@ -300,18 +323,13 @@ class Worker:
             await self.prometheus.forget(lost_scopes)
             self.published_scopes -= lost_scopes
 
-    def user_applied(self, topic: str, partition: int) -> int:
-        part = self.user_stage.partitions.get(partition)
-        return part.applied.get(topic, -1) if part is not None else -1
-
     def applied(self, topic: str, partition: int) -> int | None:
-        """Last offset whose effect is in this worker's state (None: not ours)."""
+        """Last offset whose effect is in this worker's state (-1: none; None: not ours)."""
         if topic == partials_topic_name(self.settings.app_id):
             spart = self.scope_stage.partitions.get(partition)
             return spart.applied if spart is not None else None
-        if partition not in self.user_stage.partitions:
-            return None
-        return self.user_applied(topic, partition)
+        upart = self.user_stage.partitions.get(partition)
+        return upart.applied.get(topic, -1) if upart is not None else None
 
     # -- stage 1 -------------------------------------------------------------------
 
@@ -321,10 +339,7 @@ class Worker:
         for event in events:
             msg = event.message
             self.user_partition(msg.partition)
-            applied = self.user_stage.partitions[msg.partition].applied.get(msg.topic)
-            restart = functools.partial(self._restart_user, msg.partition)
-            if await self.rebuild.admit(self.app.consumer, msg, applied, restart):
-                messages.append((msg.topic, msg.partition, msg.offset, msg.value))
+            messages.append((msg.topic, msg.partition, msg.offset, msg.value))
         batch = Batch()
         decoded = self.user_stage.decode(messages, now, batch)
         if self.dimensions is not None:
@@ -335,10 +350,7 @@ class Worker:
             if claims:
                 await self.dimensions.claim(claims)
         self.user_stage.apply(decoded, now, batch)
-        topics = self.settings.topics
-        self.user_stage.held = self.rebuild.held_partitions(
-            self.user_applied, {topics.interactions, topics.feedback}
-        )
+        self.update_held()
         await self.emit(batch, now)
 
     async def emit(self, batch: Batch, now: int) -> None:
@@ -367,11 +379,8 @@ class Worker:
     async def merge(self, events: list[Any]) -> None:
         for event in events:
             msg = event.message
-            spart = self.scope_part(msg.partition)
-            applied = spart.applied if spart.applied >= 0 else None
-            restart = functools.partial(self._restart_scope, msg.partition)
-            if await self.rebuild.admit(self.app.consumer, msg, applied, restart):
-                self.scope_stage.apply(msg.partition, msg.offset, msg.value)
+            self.scope_part(msg.partition)
+            self.scope_stage.apply(msg.partition, msg.offset, msg.value)
 
     # -- publisher -------------------------------------------------------------------
 
@@ -379,6 +388,7 @@ class Worker:
         """Advance stage-1 clocks, then publish the windows of changed scopes."""
         now = now_ms()
         self.user_stage.tick(now)
+        self.update_held()
         await self.send_partials()
         scopes = self.scope_stage.take_dirty()
         full = now - self.last_full_ms >= FULL_REPUBLISH_EVERY_MS
@@ -388,12 +398,10 @@ class Worker:
                 part.store.expire(now)
         live: dict[str, ScopePartition] = {}
         partials = partials_topic_name(self.settings.app_id)
-        held = self.rebuild.held_partitions(
-            lambda topic, p: self.applied(topic, p) or -1, {partials}
-        )
+        held = self.resume.held(self.applied, {partials})
         for part in self.scope_stage.partitions.values():
             if part.partition in held:
-                continue  # rebuilding from the start of its partials: not yet whole
+                continue  # re-reading partials another worker already merged: not yet whole
             for scope in live_scopes(part.store.merged, now):
                 live[scope] = part
         gone = self.published_scopes - live.keys()
@@ -533,12 +541,10 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     }
 
     async def stage1(stream: Any) -> None:
-        _hook_commits(worker)
         async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
             await worker.ingest(events)
 
     async def stage2(stream: Any) -> None:
-        _hook_commits(worker)
         async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
             await worker.merge(events)
 
@@ -559,15 +565,44 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     from cxstream.alerting import attach_alerts
 
     attach_alerts(worker)
+    _hook_consumer(worker)
     return worker
 
 
-def _hook_commits(worker: Worker) -> None:
-    """Checkpoint state before Faust commits offsets, so state is never behind a commit."""
+def _hook_consumer(worker: Worker) -> None:
+    """Put the worker's state between Faust's consumer and the group's offsets.
+
+    Before Faust commits offsets, state is checkpointed and the commit clamped to the
+    checkpoint, so state is never behind a commit. After Faust seeks partitions to
+    their committed offsets, `Worker.place` sends back any whose state is behind.
+    """
     consumer = worker.app.consumer
-    if getattr(consumer, "_cxstream_hooked", False):
-        return
     original = consumer._commit
+    seek_to_committed = consumer.seek_to_committed
+    perform_seek = consumer.perform_seek
+    sought: dict[Any, int | None] = {}
+
+    async def seek_to_committed_noting() -> Any:
+        offsets = await seek_to_committed()
+        sought.clear()
+        sought.update({tp: o if o is not None and o >= 0 else None for tp, o in offsets.items()})
+        return offsets
+
+    async def perform_seek_then_place() -> None:
+        await perform_seek()
+        # Faust also seeks when a rebalance interrupts a fetch; only the seek that ends
+        # a rebalance (after `on_rebalance_complete`) sees the final assignment.
+        if worker.rebalance_complete:
+            worker.rebalance_complete = False
+            await worker.place(consumer, dict(sought))
+
+    async def rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        worker.rebalance_complete = True
+
+    worker.app.on_rebalance_complete.connect(rebalance_complete)
+
+    consumer.seek_to_committed = seek_to_committed_noting
+    consumer.perform_seek = perform_seek_then_place
 
     async def commit(offsets: Any) -> Any:
         worker.checkpoint(force=bool(worker.app.should_stop))
@@ -579,13 +614,16 @@ def _hook_commits(worker: Worker) -> None:
             if worker.applied(tp.topic, tp.partition) is None:
                 clamped[tp] = offset  # not ours any more: Faust discards it
                 continue
+            if worker.resume.behind(tp.topic, tp.partition):
+                continue  # re-reading: keep the committed offset it is catching up with
             saved = worker.saved_offsets.get((tp.topic, tp.partition))
             if saved is not None:
                 clamped[tp] = min(offset, saved + 1)
+        if not clamped:
+            return False  # nothing checkpointed yet (aiokafka refuses an empty commit)
         return await original(clamped)
 
     consumer._commit = commit
-    consumer._cxstream_hooked = True
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
