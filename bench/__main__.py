@@ -13,7 +13,6 @@ def main() -> None:
         ("replay", replay, []),
         ("worker", worker, ["--scale"]),
         ("freshness", freshness, []),
-        ("freshness", freshness, ["--fetch-wait-ms", "100"]),
         ("memory", memory, []),
     ):
         log(f"=== bench.{name}")

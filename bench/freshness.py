@@ -161,25 +161,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--warmup", type=float, default=20, help="seconds of the same traffic before measuring"
     )
-    parser.add_argument(
-        "--fetch-wait-ms",
-        type=int,
-        help="cap the worker's Kafka fetch wait (see bench/fetchwait_worker.py)",
-    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     with Stack() as stack:
         topics, config = stack.topics("fresh", publish_interval_s=1.0)
-        if args.fetch_wait_ms is None:
-            worker = stack.start_worker(topics, config)
-        else:
-            worker = stack.start_worker(
-                topics,
-                config,
-                extra_env={"BENCH_FETCH_WAIT_MS": str(args.fetch_wait_ms)},
-                module="bench.fetchwait_worker",
-            )
+        worker = stack.start_worker(topics, config)
         wait_healthy([worker])
         time.sleep(3)
         log(f"sending {args.rate:,.0f} events/s for {args.seconds:g} s")
@@ -201,13 +188,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     print(table(("freshness", "value"), rows))
     met = got["p99_s"] <= TARGET_P99_S and not got["probes_missing"]
-    got.update(target_p99_s=TARGET_P99_S, met=met, fetch_wait_ms=args.fetch_wait_ms)
+    got.update(target_p99_s=TARGET_P99_S, met=met)
     print(
         f"\np99 = {got['p99_s']:.2f} s (target ≤ {TARGET_P99_S:g} s: {'met' if met else 'NOT met'})"
     )
     if not args.no_write:
-        name = "freshness" if args.fetch_wait_ms is None else "freshness-fetchwait"
-        log(f"wrote {write_result(name, got)}")
+        log(f"wrote {write_result('freshness', got)}")
     return got
 
 

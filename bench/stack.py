@@ -100,7 +100,6 @@ class Worker:
         app_id: str,
         datadir: Path,
         extra_env: dict[str, str] | None = None,
-        module: str = "cxstream.cli",
     ) -> None:
         self.port = free_port()
         datadir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +120,7 @@ class Worker:
         }
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", module, *(["worker"] if module == "cxstream.cli" else [])],
+                [PYTHON, "-m", "cxstream.cli", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -255,10 +254,8 @@ class Stack:
         topics: dict[str, str],
         config: Path,
         extra_env: dict[str, str] | None = None,
-        module: str = "cxstream.cli",
     ) -> Worker:
         worker = Worker(
-            module=module,
             broker=self.broker.bootstrap,
             redis_url=self.redis.url,
             config=config,

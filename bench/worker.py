@@ -110,26 +110,15 @@ def run_naive(stack: Stack, topics: dict[str, str], n: int) -> dict[str, Any]:
     return {"seconds": seconds, "events": got["events"], "events_per_s": got["events"] / seconds}
 
 
-def worker_options(fetch_wait_ms: int | None) -> dict[str, Any]:
-    if fetch_wait_ms is None:
-        return {}
-    return {
-        "extra_env": {"BENCH_FETCH_WAIT_MS": str(fetch_wait_ms)},
-        "module": "bench.fetchwait_worker",
-    }
-
-
 def run_worker(
     stack: Stack,
     topics: dict[str, str],
     config: Any,
     n: int,
     workers: int = 1,
-    fetch_wait_ms: int | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    options = worker_options(fetch_wait_ms)
-    procs = [stack.start_worker(topics, config, **options) for _ in range(workers)]
+    procs = [stack.start_worker(topics, config) for _ in range(workers)]
     got = watch_redis(stack.redis, n, procs)
     got["start_to_last_publish_s"] = time.monotonic() - started
     got["cpu_s"] = sum(p.cpu_seconds() for p in procs)
@@ -169,11 +158,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mode", choices=("both", "batched", "single"), default="both")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive Faust agent")
     parser.add_argument("--scale", action="store_true", help="also measure 1 vs 2 workers")
-    parser.add_argument(
-        "--fetch-wait-ms",
-        type=int,
-        help="cap the worker's Kafka fetch wait (see bench/fetchwait_worker.py)",
-    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     stop_on_sigterm()
@@ -182,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log(f"generating {args.events:,} events")
     events = backlog(args.events, args.seed)
     n = len(events)
-    result: dict[str, Any] = {"events": n, "modes": {}, "fetch_wait_ms": args.fetch_wait_ms}
+    result: dict[str, Any] = {"events": n, "modes": {}}
     rows = []
     with Stack() as stack:
         for mode in modes:
@@ -198,9 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             entry: dict[str, Any] = {"sent": sent, "bare": bare}
             if mode == "single" and not args.no_naive:
                 entry["naive_faust"] = run_naive(stack, topics, n)
-            entry["worker"] = worker = run_worker(
-                stack, topics, config, n, fetch_wait_ms=args.fetch_wait_ms
-            )
+            entry["worker"] = worker = run_worker(stack, topics, config, n)
             entry["ratio"] = worker["events_per_s"] / bare["events_per_s"]
             rows.append(
                 (
@@ -265,8 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["scale_ratio"] = s2["events_per_s"] / s1["events_per_s"]
         print(f"2 workers ÷ 1 worker = {result['scale_ratio']:.2f}")
     if not args.no_write:
-        name = "worker" if args.fetch_wait_ms is None else "worker-fetchwait"
-        log(f"wrote {write_result(name, result)}")
+        log(f"wrote {write_result('worker', result)}")
     return result
 
 

@@ -605,6 +605,7 @@ def faust_security_settings(
 # --------------------------------------------------------------------------- broker compat
 
 _compat_applied = False
+TANSU_FETCH_WAIT_MS = 100
 
 
 def apply_broker_compat() -> None:
@@ -625,7 +626,8 @@ def apply_broker_compat() -> None:
     is larger. Real Kafka reports the right end, so the patch is harmless
     there but costs a fetch per recovery: apply it only for brokers that need
     it (CXSTREAM_BROKER_COMPAT=tansu, see :func:`apply_broker_compat_from_env`).
-    Idempotent; call it before the worker starts.
+    It also caps the consumer's fetch wait (below). Idempotent; call it before the
+    worker starts.
     """
     global _compat_applied
     if _compat_applied:
@@ -646,8 +648,24 @@ def apply_broker_compat() -> None:
 
     _highwaters.__doc__ = reported_highwaters.__doc__
     thread_cls._highwaters = _highwaters  # type: ignore[method-assign]
+
+    # Faust builds its consumer with fetch_max_wait_ms=1500. Kafka answers a fetch as
+    # soon as data arrives; Tansu holds it for about half a second even then, which
+    # the pipeline pays on each of its two hops (inputs, then partials).
+    create_consumer = thread_cls._create_consumer
+
+    def _create_consumer(self: Any, loop: Any) -> Any:
+        consumer = create_consumer(self, loop)
+        consumer._fetch_max_wait_ms = min(consumer._fetch_max_wait_ms, TANSU_FETCH_WAIT_MS)
+        return consumer
+
+    thread_cls._create_consumer = _create_consumer  # type: ignore[method-assign]
     _compat_applied = True
-    log.info("broker compat: Faust reads changelog ends past Tansu's ListOffsets answer")
+    log.info(
+        "broker compat: Faust reads changelog ends past Tansu's ListOffsets answer "
+        "and waits at most %d ms per fetch",
+        TANSU_FETCH_WAIT_MS,
+    )
 
 
 async def correct_end_offsets(

@@ -55,8 +55,13 @@ class DimensionRegistry:
 
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **self.security)
         await self._producer.start()
+        # A claim waits for its own write to be read back: a short fetch wait bounds
+        # that on brokers that hold a fetch for its whole wait even when data arrives.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            **self.security,
         )
         await self._consumer.start()
         tp = TopicPartition(self.topic, 0)

@@ -139,3 +139,16 @@ def test_broker_compat_switch() -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     assert AIOKafkaConsumerThread._highwaters.__qualname__.startswith("apply_broker_compat")
+
+
+async def test_broker_compat_caps_the_fetch_wait_of_faust_consumers() -> None:
+    import asyncio
+
+    import faust
+
+    from cxstream.kafka import TANSU_FETCH_WAIT_MS
+
+    apply_broker_compat_from_env({"CXSTREAM_BROKER_COMPAT": "tansu"})
+    app = faust.App("compat-probe", broker="kafka://127.0.0.1:9")  # never connects
+    consumer = app.consumer._thread._create_consumer(loop=asyncio.get_running_loop())
+    assert consumer._fetch_max_wait_ms == TANSU_FETCH_WAIT_MS < 1500
