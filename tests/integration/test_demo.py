@@ -90,11 +90,16 @@ class DemoRun:
         while todo:
             for child in _children(todo.pop()):
                 stat = _stat(child)
-                if stat is not None and child not in self.descendants:
-                    self.descendants[child] = stat[1]
+                if stat is None:
+                    continue
+                self.descendants.setdefault(child, stat[1])
+                if self.descendants[child] == stat[1]:
+                    # Read every time: a child seen between fork and exec still shows
+                    # its parent's command line (an exiting one shows none: keep the last).
                     with contextlib.suppress(OSError):
                         cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                        self.commands[child] = cmdline.replace(b"\0", b" ").decode()
+                        if cmdline:
+                            self.commands[child] = cmdline.replace(b"\0", b" ").decode()
                 todo.append(child)
 
     def started_all_parts(self) -> bool:
