@@ -1,4 +1,4 @@
-"""Run every benchmark in turn: `python -m bench` (about 17 minutes on 2 cores)."""
+"""Run every benchmark in turn: `python -m bench` (about 14 minutes on 2 cores)."""
 
 from __future__ import annotations
 
