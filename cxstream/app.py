@@ -472,6 +472,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     from cxstream.kafka import (
         apply_broker_compat_from_env,
         client_security,
+        session_timeout_from_env,
         worker_security,
     )
 
@@ -479,7 +480,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     registry = registry if registry is not None else CollectorRegistry()
     topics = settings.topics
     security = settings.kafka
-    session_timeout = float(os.environ.get("CXSTREAM_KAFKA_SESSION_TIMEOUT_S", "10"))
+    session_timeout = session_timeout_from_env()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_urls,

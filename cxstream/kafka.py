@@ -44,6 +44,7 @@ __all__ = [
     "free_port",
     "kafka_security_settings",
     "read_topic",
+    "session_timeout_from_env",
     "wait_for_kafka",
     "worker_security",
 ]
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Set to `tansu` to apply :func:`apply_broker_compat` when the worker starts.
 BROKER_COMPAT_ENV = "CXSTREAM_BROKER_COMPAT"
+#: The consumer group's session timeout in seconds (tests shorten it).
+SESSION_TIMEOUT_ENV = "CXSTREAM_KAFKA_SESSION_TIMEOUT_S"
+DEFAULT_SESSION_TIMEOUT_S = 10.0
 
 
 class BrokerError(CxStreamError):
@@ -727,6 +731,26 @@ async def correct_end_offsets(
     finally:
         await probe.stop()
     return ends
+
+
+def session_timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """The worker's consumer-group session timeout, from CXSTREAM_KAFKA_SESSION_TIMEOUT_S.
+
+    Not part of the configuration contract: the tests shorten it so that a killed
+    worker's partitions move sooner. A value that is not a number of seconds from
+    1 to 3600 is a :class:`ConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(SESSION_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_SESSION_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 3600:
+        raise ConfigError(f"{SESSION_TIMEOUT_ENV}: expected seconds from 1 to 3600, got {text!r}")
+    return value
 
 
 def apply_broker_compat_from_env(environ: Mapping[str, str] | None = None) -> bool:

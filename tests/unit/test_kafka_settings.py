@@ -16,6 +16,7 @@ from cxstream.kafka import (
     apply_broker_compat_from_env,
     faust_security_settings,
     kafka_security_settings,
+    session_timeout_from_env,
 )
 
 PASSWORD = "s3cr3t-pa55"
@@ -144,11 +145,17 @@ def test_broker_compat_switch() -> None:
 async def test_broker_compat_caps_the_fetch_wait_of_faust_consumers() -> None:
     import asyncio
 
-    import faust
-
     from cxstream.kafka import TANSU_FETCH_WAIT_MS
 
     apply_broker_compat_from_env({"CXSTREAM_BROKER_COMPAT": "tansu"})
     app = faust.App("compat-probe", broker="kafka://127.0.0.1:9")  # never connects
     consumer = app.consumer._thread._create_consumer(loop=asyncio.get_running_loop())
     assert consumer._fetch_max_wait_ms == TANSU_FETCH_WAIT_MS < 1500
+
+
+def test_session_timeout_switch() -> None:
+    assert session_timeout_from_env({}) == 10.0
+    assert session_timeout_from_env({"CXSTREAM_KAFKA_SESSION_TIMEOUT_S": " 6 "}) == 6.0
+    for bad in ("soon", "0", "-3", "nan", "inf", "7200"):
+        with pytest.raises(ConfigError, match="CXSTREAM_KAFKA_SESSION_TIMEOUT_S: expected"):
+            session_timeout_from_env({"CXSTREAM_KAFKA_SESSION_TIMEOUT_S": bad})
