@@ -90,6 +90,9 @@ class _User:
     at: int = _NEVER
 
 
+_NONE4: Final[tuple[None, None, None, None]] = (None, None, None, None)  # no earlier activity
+
+
 class Outcome:
     """What happened to an event handed to `PartitionState.offer`."""
 
@@ -435,46 +438,28 @@ class PartitionState:
         hour_live = hour >= hour_cut
         hour_at = 4 if minute_live else 0
         latest = user.latest
+        olds: Iterable[int | None]
         if latest is None:
             combo = user.combo
             if combo is None:  # the user's first activity
                 user.combo, user.at = scopes, ts
-                for i in range(4):
-                    if minute_live:
-                        targets[i].values[C.ACTIVE] += 1
-                    if hour_live:
-                        targets[hour_at + i].values[C.ACTIVE] += 1
-                return
-            if combo is scopes or combo == scopes:
+                olds = _NONE4
+            elif combo is scopes or combo == scopes:
                 previous = user.at
                 if previous >= ts:
                     return
                 user.at = ts
-                old_minute = previous - previous % MINUTE_MS
-                if old_minute == minute:
-                    return
-                old_hour = previous - previous % HOUR_MS
-                get = self.store.get
-                for i in range(4):
-                    scope = scopes[i]
-                    if old_minute >= minute_cut:
-                        get((scope, MINUTE_MS, old_minute)).values[C.ACTIVE] -= 1
-                    if minute_live:
-                        targets[i].values[C.ACTIVE] += 1
-                    if old_hour != hour:
-                        if old_hour >= hour_cut:
-                            get((scope, HOUR_MS, old_hour)).values[C.ACTIVE] -= 1
-                        if hour_live:
-                            targets[hour_at + i].values[C.ACTIVE] += 1
-                return
-            latest = user.latest = dict.fromkeys(combo, user.at)
-            user.combo = None
+                olds = (previous,) * 4
+            else:  # other scopes than before: from now on, one entry per scope
+                latest = user.latest = dict.fromkeys(combo, user.at)
+                user.combo = None
+        if latest is not None:
+            olds = [latest.get(scope) for scope in scopes]
         get = self.store.get
-        for i in range(4):
-            scope = scopes[i]
-            old = latest.get(scope)
+        for i, old in enumerate(olds):
             if old is None:
-                latest[scope] = ts
+                if latest is not None:
+                    latest[scopes[i]] = ts
                 if minute_live:
                     targets[i].values[C.ACTIVE] += 1
                 if hour_live:
@@ -482,7 +467,9 @@ class PartitionState:
                 continue
             if old >= ts:
                 continue
-            latest[scope] = ts
+            scope = scopes[i]
+            if latest is not None:
+                latest[scope] = ts
             old_minute = old - old % MINUTE_MS
             if old_minute == minute:
                 continue
