@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cxstream.kafka import free_port
+from cxstream.kafka import free_port, read_topic
 
 __all__ = [
     "RedisServer",
@@ -93,24 +93,6 @@ def safe_name(text: str, max_len: int = 60) -> str:
 # --------------------------------------------------------------------------- Kafka
 
 
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    *,
-    timeout: float = 10.0,
-    security: dict[str, object] | None = None,
-) -> list[Any]:
-    """Every message now in `topic`, partition by partition in offset order.
-
-    See `cxstream.kafka.read_topic`: it reads to the high watermark of fetch
-    responses, since the test broker under-reports ListOffsets ends
-    (docs/faust-on-tansu.md). Returns aiokafka `ConsumerRecord`s.
-    """
-    from cxstream.kafka import read_topic as read_to_end
-
-    return await read_to_end(bootstrap, topic, timeout_s=timeout, security=security)
-
-
 async def wait_for_messages(
     bootstrap: str,
     topic: str,
@@ -133,7 +115,7 @@ async def wait_for_messages(
 
     async def ready() -> list[Any] | None:
         nonlocal last
-        last = await read_topic(bootstrap, topic, timeout=timeout)
+        last = await read_topic(bootstrap, topic, timeout_s=timeout)
         return last if check(last) else None
 
     result = await wait_for(

@@ -136,7 +136,7 @@ async def test_ten_thousand_bad_messages_among_valid_ones(
         assert sample_sum(worker, "cxstream_events_total") == expected.accepted
 
         # The dead-letter topic: one record per rejected event, with its reason.
-        records = await read_topic(broker, f"{topic_prefix}.deadletter", timeout=60)
+        records = await read_topic(broker, f"{topic_prefix}.deadletter", timeout_s=60)
         letters = [orjson.loads(r.value) for r in records]
         assert Counter(d["reason"] for d in letters) == expected_reasons
         assert {d["source_topic"] for d in letters} <= {interactions, feedback}
