@@ -123,12 +123,12 @@ class Resume:
     That is right for the worker whose state made the commit, but a worker taking a
     partition over holds either no state for it or an older checkpoint: resuming at
     the committed offset would skip the messages in between. So after the seek that
-    ends each rebalance (`Worker.place`), a partition whose state ends before the committed offset
-    is sent back to just after its state (to its earliest offset when there is none)
-    and its results are held back until it has caught up with that offset: stage 1
-    sends no partials of it and stage 2 publishes nothing of it, so the values the
-    previous owner published stay in place meanwhile. A partition is also held from
-    its adoption until that check has run.
+    ends each rebalance (`Worker.place`), a partition whose state ends before the
+    committed offset is sent back to just after its state (to its earliest offset when
+    there is none) and its results are held back until it has caught up with that
+    offset: stage 1 sends no partials of it and stage 2 publishes nothing of it, so the
+    values the previous owner published stay in place meanwhile. A partition is also
+    held from its adoption until that check has run.
 
     Only ever seeking backwards keeps Faust's offset commits intact: messages below
     the committed offset are re-applied but never acknowledged again. While it is
@@ -268,14 +268,13 @@ class Worker:
         assigned = set(consumer.assignment())
         self.adopt(assigned)  # may run before the assignment signal reaches `on_assigned`
         ours = [tp for tp in assigned if self.applied(tp.topic, tp.partition) is not None]
-        behind = [tp for tp in ours if committed.get(tp) is not None]
-        earliest = await consumer.earliest_offsets(*behind) if behind else {}
+        with_commit = {tp: c for tp in ours if (c := committed.get(tp)) is not None}
+        earliest = await consumer.earliest_offsets(*with_commit) if with_commit else {}
         seeks: dict[Any, int] = {}
-        for tp in behind:
+        for tp, target in with_commit.items():
             key = (tp.topic, tp.partition)
-            target = committed[tp]
             resume_at = rewind_to(self.applied(*key), target, earliest.get(tp, 0))
-            if resume_at is not None and target is not None:
+            if resume_at is not None:
                 seeks[tp] = resume_at
                 self.resume.targets[key] = target
                 log.info(
