@@ -157,9 +157,11 @@ class LocalBroker:
 
     For tests and `cxstream demo`: nothing it stores survives :meth:`stop`.
     It listens and advertises `tcp://127.0.0.1:PORT`, so clients on this host
-    only. `port=None` picks a free port. :meth:`start` returns once the broker
-    answers Kafka requests; :meth:`stop` ends it and any child it made, and is
-    also run at interpreter exit for brokers still running.
+    only (`advertised_port` advertises another port, for a proxy in front of it;
+    `authentication` turns on Tansu's SASL checks). `port=None` picks a free port.
+    :meth:`start` returns once the broker answers Kafka requests; :meth:`stop`
+    ends it and any child it made, and is also run at interpreter exit for
+    brokers still running.
 
     >>> with LocalBroker() as broker:          # doctest: +SKIP
     ...     print(broker.bootstrap)            # 127.0.0.1:40123
@@ -177,9 +179,13 @@ class LocalBroker:
         binary: str | None = None,
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout_s: float = 20.0,
+        advertised_port: int | None = None,
+        authentication: bool = False,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
+        self.authentication = authentication
         self._binary = binary
         self._log_path = Path(log_path) if log_path is not None else None
         self._startup_timeout_s = startup_timeout_s
@@ -222,17 +228,18 @@ class LocalBroker:
         if self._log_path is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="cxstream-broker-")
             self._log_path = Path(self._tmpdir.name) / "tansu.log"
-        listener = f"tcp://{self.host}:{self.port}"
         cmd = [
             binary,
             "broker",
             "--listener-url",
-            listener,
+            f"tcp://{self.host}:{self.port}",
             "--advertised-listener-url",
-            listener,
+            f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.authentication:
+            cmd.append("--authentication")
         with open(self._log_path, "ab") as out:
             # Own session: stop() signals the whole process group, and a Ctrl-C
             # meant for the parent does not kill the broker under a running test.

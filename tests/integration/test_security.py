@@ -39,7 +39,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cxstream.config import KafkaSecurity, Settings
-from cxstream.kafka import broker_bin, faust_security_settings, free_port, wait_for_kafka
+from cxstream.kafka import LocalBroker, faust_security_settings, free_port
 
 from infra import wait_for
 from integration.test_faults import Expected, assert_exact, counted_30d, sample_sum, send_all
@@ -244,36 +244,6 @@ class KafkaGate:
                 writer.close()
 
 
-class Tansu:
-    """A Tansu broker whose metadata advertises another address (the gate's)."""
-
-    def __init__(self, advertised_port: int | None = None, *, authentication: bool = False) -> None:
-        self.port = free_port()
-        self.advertised_port = advertised_port or self.port
-        self.authentication = authentication
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Tansu:
-        cmd = [
-            broker_bin(), "broker",
-            "--listener-url", f"tcp://127.0.0.1:{self.port}",
-            "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
-        if self.authentication:
-            cmd.append("--authentication")
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        wait_for_kafka(f"127.0.0.1:{self.port}", timeout_s=20)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 class TlsRedis:
     """redis-server with a password, on TLS only (rediss://)."""
 
@@ -412,7 +382,7 @@ async def test_worker_and_emitter_over_sasl_ssl_with_a_tls_redis_and_nothing_lea
     expected = Expected(lines)
     config = write_config(tmp_path / "cx.yaml", topic_prefix)
     gate_port = free_port()
-    with Tansu(advertised_port=gate_port) as tansu:
+    with LocalBroker(advertised_port=gate_port) as tansu:
         gate = KafkaGate(tansu.port, {SASL_USER: SASL_PASSWORD}, gate_tls)
         gate.port = gate_port
         await gate.start()
@@ -479,7 +449,7 @@ async def test_wrong_kafka_credentials_fail_in_one_line_without_the_password(
     config = write_config(tmp_path / "cx.yaml", topic_prefix)
     wrong = "wrong-Pa55-0c1d2e-never-print"
     gate_port = free_port()
-    with Tansu(advertised_port=gate_port) as tansu:
+    with LocalBroker(advertised_port=gate_port) as tansu:
         gate = KafkaGate(tansu.port, {SASL_USER: SASL_PASSWORD}, server_tls(cert, key))
         gate.port = gate_port
         await gate.start()
@@ -497,7 +467,7 @@ async def test_wrong_kafka_credentials_fail_in_one_line_without_the_password(
         finally:
             await gate.stop()
     # Tansu's own SCRAM refusal (an `e=` server-final message) reads the same.
-    with Tansu(authentication=True) as tansu:
+    with LocalBroker(authentication=True) as tansu:
         tansu_port = tansu.port
         output = await run_worker_to_exit(
             f"127.0.0.1:{tansu_port}",
