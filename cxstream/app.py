@@ -1,8 +1,9 @@
-"""The streaming worker: the Faust app, its two agents and the publisher.
+"""The streaming worker: the Faust app, its two stages and the publisher.
 
-Agents read, hand messages to the Faust-free stages (`cxstream.stages`) and send
-what those produce: dead letters, partials, then, on the publisher's tick, whole
-metric values to the sinks. The meaning of every metric stays in `engine/`.
+Faust's consumer reads the input and partials topics; `cxstream.intake` hands each
+fetch whole to the Faust-free stages (`cxstream.stages`), and the worker sends what
+they produce: dead letters, partials, then, on the publisher's tick, whole metric
+values to the sinks. The meaning of every metric stays in `engine/`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from cxstream import intake
 from cxstream.checkpoint import CheckpointStore
 from cxstream.config import Settings
 from cxstream.engine import DimensionCap, evaluate_scope, live_scopes
 from cxstream.errors import CxStreamError
+from cxstream.intake import Record
 from cxstream.registry import DimensionRegistry, registry_topic_name
 from cxstream.sinks import Published
 from cxstream.sinks.prometheus import PipelineMetrics, PrometheusSink
@@ -36,8 +39,6 @@ __all__ = ["Worker", "build_worker", "run_worker"]
 
 log = logging.getLogger("cxstream.worker")
 
-BATCH_EVENTS = 2000
-BATCH_WITHIN_S = 0.05
 FULL_REPUBLISH_EVERY_MS = 60_000
 REDIS_TIMEOUT_S = 2.0  # per Redis call; redis-py before 8.0 waits forever by default
 CHECKPOINT_MIN_S = 2.0
@@ -187,6 +188,7 @@ class Worker:
     last_checkpoint_at: float = float("-inf")
     last_checkpoint_s: float = 0.0
     rebalance_complete: bool = False  # set by Faust's signal, taken by `place`
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a fetch is applied
     dimensions_started: bool = False
     resume: Resume = field(default_factory=lambda: Resume())
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
@@ -304,6 +306,10 @@ class Worker:
             log.info("cxstream worker consuming: %d partitions assigned", len(assigned))
 
     async def on_revoked(self, revoked: set[Any]) -> None:
+        async with self.busy:  # let the fetch being applied finish first
+            await self._revoke(revoked)
+
+    async def _revoke(self, revoked: set[Any]) -> None:
         self.rebalance_complete = False  # left over if the last assignment was empty
         self.checkpoint(force=True)
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
@@ -332,13 +338,10 @@ class Worker:
 
     # -- stage 1 -------------------------------------------------------------------
 
-    async def ingest(self, events: list[Any]) -> None:
+    async def ingest(self, messages: list[Record]) -> None:
         now = now_ms()
-        messages = []
-        for event in events:
-            msg = event.message
-            self.user_partition(msg.partition)
-            messages.append((msg.topic, msg.partition, msg.offset, msg.value))
+        for partition in {m[1] for m in messages}:
+            self.user_partition(partition)
         batch = Batch()
         decoded = self.user_stage.decode(messages, now, batch)
         if self.dimensions is not None:
@@ -363,9 +366,13 @@ class Worker:
             metrics.rejected.labels(rejection.reason).inc()
         if batch.duplicates:
             metrics.duplicates.inc(batch.duplicates)
+        by_type: dict[str, int] = {}
+        observe_lag = metrics.lag.observe
         for event in batch.accepted:
-            metrics.events.labels(event.type).inc()
-            metrics.lag.observe(max(0.0, (now - event.ts_ms) / 1000))
+            by_type[event.type] = by_type.get(event.type, 0) + 1
+            observe_lag(max(0.0, (now - event.ts_ms) / 1000))
+        for type_, n in by_type.items():
+            metrics.events.labels(type_).inc(n)
         await self.send_partials()
 
     async def send_partials(self) -> None:
@@ -375,11 +382,10 @@ class Worker:
 
     # -- stage 2 -------------------------------------------------------------------
 
-    async def merge(self, events: list[Any]) -> None:
-        for event in events:
-            msg = event.message
-            self.scope_part(msg.partition)
-            self.scope_stage.apply(msg.partition, msg.offset, msg.value)
+    async def merge(self, messages: list[Record]) -> None:
+        for _, partition, offset, value in messages:
+            self.scope_part(partition)
+            self.scope_stage.apply(partition, offset, value)
 
     # -- publisher -------------------------------------------------------------------
 
@@ -540,14 +546,6 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
         "alerts": app.topic(topics.alerts, partitions=topics.partitions),
     }
 
-    async def stage1(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
-            await worker.ingest(events)
-
-    async def stage2(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WITHIN_S):
-            await worker.merge(events)
-
     async def publisher() -> None:
         await worker.tick()
 
@@ -557,8 +555,9 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     async def assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         await worker.on_assigned(assigned)
 
-    app.agent(inputs, name="cxstream.stage1")(stage1)
-    app.agent(partials, name="cxstream.stage2")(stage2)
+    # Subscribed through Faust's conductor, read by `cxstream.intake` (no agents).
+    app.topics.add(inputs)
+    app.topics.add(partials)
     app.timer(settings.publish_interval_s)(publisher)
     app.on_partitions_revoked.connect(revoked)
     app.on_partitions_assigned.connect(assigned)
@@ -566,6 +565,14 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
 
     attach_alerts(worker)
     _hook_consumer(worker)
+    intake.install(
+        app.consumer,
+        busy=worker.busy,
+        inputs={topics.interactions, topics.feedback},
+        partials=partials_topic_name(settings.app_id),
+        ingest=worker.ingest,
+        merge=worker.merge,
+    )
     return worker
 
 
