@@ -413,11 +413,11 @@ class Worker:
         if full or self.redis_needs_all:
             scopes = set(live)
         items = self.evaluate({s: live[s] for s in scopes if s in live}, now)
+        await self.publish_redis(items, gone, now, live)  # first: it is what users watch live
         await self.prometheus.publish(items, now)
         if gone:
             await self.prometheus.forget(gone)
         self.published_scopes = set(live)
-        await self.publish_redis(items, gone, now, live)
         for hook in self.on_publish:
             await hook(items, now)
 
@@ -501,6 +501,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
         key_serializer="raw",
         value_serializer="raw",
         producer_max_request_size=2 * 1024 * 1024,
+        producer_max_batch_size=1024 * 1024,
         **worker_security(security),
     )
     cap = DimensionCap(settings.limits.max_dimension_values)
@@ -547,7 +548,16 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     }
 
     async def publisher() -> None:
-        await worker.tick()
+        # Ticks on a fixed schedule: a timer that sleeps the interval after each tick
+        # drifts by the tick's own duration, and every event waits for the next tick.
+        interval = settings.publish_interval_s
+        due = time.monotonic() + interval
+        while not app.should_stop:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await worker.tick()
+            due = max(due + interval, time.monotonic())
 
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         await worker.on_revoked(revoked)
@@ -558,7 +568,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
     # Subscribed through Faust's conductor, read by `cxstream.intake` (no agents).
     app.topics.add(inputs)
     app.topics.add(partials)
-    app.timer(settings.publish_interval_s)(publisher)
+    app.task(publisher)
     app.on_partitions_revoked.connect(revoked)
     app.on_partitions_assigned.connect(assigned)
     from cxstream.alerting import attach_alerts
