@@ -226,29 +226,46 @@ class Worker:
             self.scope_stage.dirty.update(s for s, _, _ in part.store.merged.buckets)
         return part
 
-    def checkpoint(self, *, force: bool = False) -> None:
-        """Write every owned partition's state with its offset stamps (synchronous).
+    async def checkpoint(self, *, force: bool = False) -> None:
+        """Write every owned partition's state with its offset stamps.
 
         Snapshots cost time in proportion to the state, so unless forced they are
         spaced to take at most ~5% of the time (and at least CHECKPOINT_MIN_S apart);
-        offset commits in between are clamped to the last checkpoint instead.
+        offset commits in between are clamped to the last checkpoint instead. Each
+        partition's file is consistent on its own (state and stamps written together),
+        so unless forced the loop is given back between partitions: a checkpoint of a
+        large state is then many short pauses instead of one long one.
         """
         elapsed = time.monotonic() - self.last_checkpoint_at
         if not force and elapsed < max(CHECKPOINT_MIN_S, 20 * self.last_checkpoint_s):
             return
-        started = time.perf_counter()
+        self.last_checkpoint_at = time.monotonic()  # one checkpoint at a time when unforced
+        spent = 0.0
         saved: dict[tuple[str, int], int] = {}
-        for p, upart in self.user_stage.partitions.items():
+        partials = partials_topic_name(self.settings.app_id)
+        user_parts, scope_parts = self.user_stage.partitions, self.scope_stage.partitions
+        for p, upart in list(user_parts.items()):
+            if user_parts.get(p) is not upart:
+                continue  # revoked while the loop was given back
+            started = time.perf_counter()
             self.checkpoints.save(f"stage1-{p}", upart)
             saved.update(((topic, p), offset) for topic, offset in upart.applied.items())
-        partials = partials_topic_name(self.settings.app_id)
-        for p, spart in self.scope_stage.partitions.items():
+            spent += time.perf_counter() - started
+            if not force:
+                await asyncio.sleep(0)
+        for p, spart in list(scope_parts.items()):
+            if scope_parts.get(p) is not spart:
+                continue
+            started = time.perf_counter()
             self.checkpoints.save(f"stage2-{p}", spart)
             saved[(partials, p)] = spart.applied
+            spent += time.perf_counter() - started
+            if not force:
+                await asyncio.sleep(0)
         self.saved_offsets = saved
-        self.last_checkpoint_s = time.perf_counter() - started
+        self.last_checkpoint_s = spent
         self.last_checkpoint_at = time.monotonic()
-        log.debug("checkpoint in %.3f s", self.last_checkpoint_s)
+        log.debug("checkpoint in %.3f s", spent)
 
     def adopt(self, assigned: set[Any]) -> None:
         """Hold state for each assigned topic-partition (idempotent)."""
@@ -311,7 +328,7 @@ class Worker:
 
     async def _revoke(self, revoked: set[Any]) -> None:
         self.rebalance_complete = False  # left over if the last assignment was empty
-        self.checkpoint(force=True)
+        await self.checkpoint(force=True)
         inputs = {self.settings.topics.interactions, self.settings.topics.feedback}
         partials = partials_topic_name(self.settings.app_id)
         lost_scopes: set[str] = set()
@@ -622,7 +639,7 @@ def _hook_consumer(worker: Worker) -> None:
     consumer.perform_seek = perform_seek_then_place
 
     async def commit(offsets: Any) -> Any:
-        worker.checkpoint(force=bool(worker.app.should_stop))
+        await worker.checkpoint(force=bool(worker.app.should_stop))
         # Never commit past what the last checkpoint holds: a message acked but not in
         # it (applied since, or skipped while a partition rewinds) must be read again
         # after a crash.
