@@ -54,6 +54,7 @@ def install(
     app = consumer.app
     read_offset = consumer._read_offset
     acked = consumer._acked
+    ignored: set[str] = set()
 
     def new_offset(tp: Any) -> int | None:
         done = acked[tp]
@@ -93,7 +94,11 @@ def install(
                 elif tp.topic in inputs:
                     out = to_ingest
                 else:
-                    raise RuntimeError(f"the worker's consumer got a record of {tp.topic!r}")
+                    # Faust's own subscriptions (its leader-election topic) carry no data.
+                    if tp.topic not in ignored:
+                        ignored.add(tp.topic)
+                        log.warning("ignoring records of %s: not a cxstream topic", tp.topic)
+                    out = []
                 start = read_offset[tp]
                 for r in batch:
                     if start is None or r.offset >= start:
