@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -243,25 +243,23 @@ class Worker:
         spent = 0.0
         saved: dict[tuple[str, int], int] = {}
         partials = partials_topic_name(self.settings.app_id)
-        user_parts, scope_parts = self.user_stage.partitions, self.scope_stage.partitions
-        for p, upart in list(user_parts.items()):
-            if user_parts.get(p) is not upart:
-                continue  # revoked while the loop was given back
-            started = time.perf_counter()
-            self.checkpoints.save(f"stage1-{p}", upart)
-            saved.update(((topic, p), offset) for topic, offset in upart.applied.items())
-            spent += time.perf_counter() - started
-            if not force:
-                await asyncio.sleep(0)
-        for p, spart in list(scope_parts.items()):
-            if scope_parts.get(p) is not spart:
-                continue
-            started = time.perf_counter()
-            self.checkpoints.save(f"stage2-{p}", spart)
-            saved[(partials, p)] = spart.applied
-            spent += time.perf_counter() - started
-            if not force:
-                await asyncio.sleep(0)
+        owned: list[tuple[str, Mapping[int, UserPartition | ScopePartition]]] = [
+            ("stage1", self.user_stage.partitions),
+            ("stage2", self.scope_stage.partitions),
+        ]
+        for stage, parts in owned:
+            for p, part in list(parts.items()):
+                if parts.get(p) is not part:
+                    continue  # revoked while the loop was given back
+                started = time.perf_counter()
+                self.checkpoints.save(f"{stage}-{p}", part)
+                if isinstance(part, UserPartition):
+                    saved.update(((topic, p), offset) for topic, offset in part.applied.items())
+                else:
+                    saved[(partials, p)] = part.applied
+                spent += time.perf_counter() - started
+                if not force:
+                    await asyncio.sleep(0)
         self.saved_offsets = saved
         self.last_checkpoint_s = spent
         self.last_checkpoint_at = time.monotonic()

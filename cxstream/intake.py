@@ -98,7 +98,7 @@ def install(
                     if tp.topic not in ignored:
                         ignored.add(tp.topic)
                         log.warning("ignoring records of %s: not a cxstream topic", tp.topic)
-                    out = []
+                    continue
                 start = read_offset[tp]
                 for r in batch:
                     if start is None or r.offset >= start:
