@@ -176,7 +176,7 @@ class UserStage:
             if part.needs_reset:
                 part.needs_reset = False
                 store.dirty.clear()
-                changed: dict[BucketKey, Bucket | None] = dict(store.buckets)
+                changed: dict[BucketKey, Bucket | None] = dict(store.all_items())
                 reset = True
             else:
                 changed = store.take_dirty()

@@ -36,6 +36,13 @@ SWEEP_EVERY_MS: Final = HOUR_MS
 # Users and sessions are swept less often: state a little past the horizon is
 # invisible (its buckets have expired), and a sweep visits every user.
 SWEEP_STATE_EVERY_MS: Final = DAY_MS
+# Buckets starting this long before stream time are packed at the sweep: events
+# arrive around now, so older buckets only change when a user's latest activity
+# moves out of one or a late event arrives (`BucketStore.get` unpacks them then).
+PACK_AFTER_MS: Final = 2 * HOUR_MS
+# Packing also runs when unpacked buckets have doubled since the last time (at least
+# this many): a backlog or a replay of old events moves stream time too little.
+PACK_MIN_BUCKETS: Final = 4096
 _NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]
@@ -44,7 +51,8 @@ _Targets = tuple[list[Bucket], tuple[BucketKey, ...]]  # buckets and their keys
 _COMBO_CACHE_MAX: Final = 4096
 _TARGETS_CACHE_MAX: Final = 4096
 _NOT_PICKLED: Final = (
-    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings"
+    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings",
+    "_pack_at",
 )  # fmt: skip
 
 
@@ -138,6 +146,7 @@ class PartitionState:
         self._strings: dict[str, str] = {}
         self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
         self._cache_version = -1
+        self._pack_at = PACK_MIN_BUCKETS
 
     def _build_dispatch(self) -> dict[str, Handler]:
         return {
@@ -225,8 +234,6 @@ class PartitionState:
             state["seen"] = marshal.loads(seen.data)
         self.__dict__.update(state)
         # Checkpoints written before these fields existed.
-        if not hasattr(self.store, "version"):
-            self.store.version = 0
         self.__dict__.setdefault("_last_state_sweep", 0)
         if self.seen and isinstance(next(iter(self.seen)), tuple):
             self.seen = {identity(*key): at for key, at in self.seen.items()}
@@ -267,6 +274,7 @@ class PartitionState:
     def sweep(self, now_ms: int) -> None:
         """Forget state that no window can see any more, so memory follows the horizon."""
         self.store.expire(now_ms)
+        self._pack()
         if self.dedupe_horizon_ms is not None:
             oldest = now_ms - self.dedupe_horizon_ms
             dead = []
@@ -286,6 +294,11 @@ class PartitionState:
             del self.sessions[skey]
         for uid in [u for u, user in self.users.items() if user.last < horizon]:
             del self.users[uid]
+
+    def _pack(self) -> None:
+        """Pack old buckets; only between events, when no caller holds a bucket."""
+        self.store.pack_old((self.now_ms or 0) - PACK_AFTER_MS)
+        self._pack_at = max(PACK_MIN_BUCKETS, 2 * len(self.store.buckets))
 
     # -- events -------------------------------------------------------------------
 
@@ -347,6 +360,8 @@ class PartitionState:
         return scopes
 
     def _apply(self, event: Event) -> None:
+        if len(self.store.buckets) > self._pack_at:
+            self._pack()
         scopes = self._scopes(event)
         user = self.users.get(event.user_id)
         if user is None:

@@ -40,58 +40,111 @@ def live_cut(level_width: int, retention_ms: int, now_ms: int) -> int:
 
 @dataclass(slots=True)
 class BucketStore:
-    """Buckets keyed by (scope, width, start), with the keys changed since last asked."""
+    """Buckets keyed by (scope, width, start), with the keys changed since last asked.
+
+    Buckets that events have left behind are kept packed in `cold` (see `pack_old`):
+    a partition holds some 30 days of them per scope and touches few. Reading
+    one (`lookup`) unpacks a copy; changing one (`get`) unpacks it for good.
+    """
 
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     dirty: set[BucketKey] = field(default_factory=set)
-    # Bumped whenever buckets are dropped, so that callers holding buckets know.
+    # Bumped whenever buckets are dropped or packed, so that callers holding buckets know.
     version: int = field(default=0, compare=False)
+    cold: dict[BucketKey, bytes] = field(default_factory=dict)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        slots = state[1]
+        self.buckets, self.dirty = slots["buckets"], slots["dirty"]
+        # Checkpoints written before these fields existed.
+        self.version = slots.get("version", 0)
+        self.cold = slots.get("cold", {})
 
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = Bucket()
+            packed = self.cold.pop(key, None)
+            bucket = Bucket() if packed is None else Bucket.unpack(packed)
+            self.buckets[key] = bucket
         self.dirty.add(key)
         return bucket
 
+    def lookup(self, key: BucketKey) -> Bucket | None:
+        """The bucket at `key` to read (a copy if packed), None if there is none."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            packed = self.cold.get(key)
+            if packed is not None:
+                return Bucket.unpack(packed)
+        return bucket
+
+    def all_keys(self) -> Iterator[BucketKey]:
+        """Every key, packed or not."""
+        yield from self.buckets
+        yield from self.cold
+
+    def all_items(self) -> Iterator[tuple[BucketKey, Bucket]]:
+        """Every bucket (packed ones as copies)."""
+        yield from self.buckets.items()
+        for key, packed in self.cold.items():
+            yield key, Bucket.unpack(packed)
+
     def take_dirty(self) -> dict[BucketKey, Bucket | None]:
         """The changed buckets since the last call (None: the bucket is gone)."""
-        out = {key: self.buckets.get(key) for key in self.dirty}
+        out = {key: self.lookup(key) for key in self.dirty}
         self.dirty.clear()
         return out
+
+    def pack_old(self, before_ms: int) -> None:
+        """Pack the buckets that start before `before_ms` (not the all-time ones)."""
+        old = [k for k in self.buckets if k[1] != ALL_TIME and k[2] < before_ms]
+        if old:
+            self.version += 1
+        for key in old:
+            self.cold[key] = self.buckets.pop(key).pack()
 
     def expire(self, now_ms: int) -> None:
         """Drop buckets no window can cover any more (not reported as dirty)."""
         cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
-        dead = [k for k in self.buckets if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
-        if dead:
-            self.version += 1
-        for key in dead:
-            del self.buckets[key]
-            self.dirty.discard(key)
+        for table in (self.buckets, self.cold):
+            dead = [k for k in table if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
+            if dead:
+                self.version += 1
+            for key in dead:
+                del table[key]
+                self.dirty.discard(key)
 
     def scopes(self) -> set[str]:
-        return {key[0] for key in self.buckets}
-
-    def lookup(self, key: BucketKey) -> Bucket | None:
-        return self.buckets.get(key)
+        return {key[0] for key in self.all_keys()}
 
 
 @dataclass(slots=True)
 class MergedStore:
-    """Stage 2: the sum over source partitions of their latest partial per bucket."""
+    """Stage 2: the sum over source partitions of their latest partial per bucket.
+
+    Partials are kept packed (`Bucket.pack`): they are read only when replaced or
+    dropped, and there are as many as the source partitions' buckets together.
+    """
 
     merged: BucketStore = field(default_factory=BucketStore)
-    partials: dict[tuple[int, BucketKey], Bucket] = field(default_factory=dict)
+    partials: dict[tuple[int, BucketKey], bytes] = field(default_factory=dict)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        slots = state[1]
+        self.merged = slots["merged"]
+        # Checkpoints written before partials were packed hold Bucket objects.
+        self.partials = {
+            key: p.pack() if isinstance(p, Bucket) else p for key, p in slots["partials"].items()
+        }
 
     def update(self, source: int, key: BucketKey, partial: Bucket | None) -> None:
         """Replace the partial of `source` for `key` (idempotent: same value, same sum)."""
         old = self.partials.pop((source, key), None)
         target = self.merged.get(key)
         if old is not None:
-            target.merge(old, -1)
+            target.merge(Bucket.unpack(old), -1)
         if partial is not None and not partial.is_empty():
-            self.partials[(source, key)] = partial
+            self.partials[(source, key)] = partial.pack()
             target.merge(partial)
         if target.is_empty():
             del self.merged.buckets[key]
@@ -119,7 +172,7 @@ class _Source:
     def window_sum(self, scope: str, keys: Iterable[tuple[int, int]]) -> Bucket:
         total = Bucket()
         for width, start in keys:
-            bucket = self.store.buckets.get((scope, width, start))
+            bucket = self.store.lookup((scope, width, start))
             if bucket is not None:
                 total.merge(bucket)
         return total
@@ -163,7 +216,7 @@ def evaluate_scope(
 ) -> dict[str, ScopeResult]:
     """Every window of one scope at `now_ms`."""
     source = _Source(store)
-    alltime = store.buckets.get((scope, ALL_TIME, 0))
+    alltime = store.lookup((scope, ALL_TIME, 0))
     active_subscribers = 0
     if alltime is not None:
         v = alltime.values
@@ -198,7 +251,7 @@ def live_scopes(store: BucketStore, now_ms: int) -> Iterator[str]:
     """Scopes with an event in the last 30 days or a subscription event ever."""
     start, end = _window_range(WINDOWS[-1].width_ms, HOUR_MS, now_ms)
     seen: set[str] = set()
-    for scope, width, bstart in store.buckets:
+    for scope, width, bstart in store.all_keys():
         if scope in seen:
             continue
         if (

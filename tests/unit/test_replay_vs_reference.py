@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cxstream.engine import partition
 from cxstream.generate import generate_bad_lines, generate_events
 from cxstream.replay import replay_lines
 
@@ -95,6 +96,19 @@ def test_replay_equals_reference_default_now(seed: int) -> None:
 @pytest.mark.parametrize("now_ms", [NOW - 90 * 60_000, NOW - 1, NOW + 10 * 60_000])
 def test_replay_equals_reference_explicit_now(now_ms: int) -> None:
     lines = traffic(3)
+    mine = replay_lines([line.encode() for line in lines], now_ms=now_ms).report
+    assert_reports_equal(mine, reference_replay(lines, now_ms))
+
+
+@pytest.mark.parametrize("now_ms", [None, NOW - 90 * 60_000])
+def test_replay_equals_reference_with_buckets_packed_as_often_as_possible(
+    monkeypatch: pytest.MonkeyPatch, now_ms: int | None
+) -> None:
+    # Every bucket, of any age, is packed each time the unpacked ones double: later
+    # events unpack what they change, and the report reads packed buckets.
+    monkeypatch.setattr(partition, "PACK_MIN_BUCKETS", 1)
+    monkeypatch.setattr(partition, "PACK_AFTER_MS", -partition.DAY_MS)
+    lines = traffic(5)
     mine = replay_lines([line.encode() for line in lines], now_ms=now_ms).report
     assert_reports_equal(mine, reference_replay(lines, now_ms))
 
