@@ -25,7 +25,7 @@ from cxstream.engine.store import ALL_TIME, BucketKey, BucketStore, live_cut
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
 
-__all__ = ["DEFAULT_CSAT_THRESHOLDS", "Outcome", "PartitionState", "identity", "scopes_of"]
+__all__ = ["DEFAULT_CSAT_THRESHOLDS", "Outcome", "PartitionState", "scopes_of", "user_key"]
 
 DEFAULT_CSAT_THRESHOLDS: Final = {5: 4, 7: 6, 10: 8}
 SESSION_GAP_MS: Final = DAY_MS
@@ -56,9 +56,12 @@ _NOT_PICKLED: Final = (
 )  # fmt: skip
 
 
-def identity(user_id: str, event_id: str) -> str:
-    """An event's identity (user_id, event_id) as one string: less memory than a tuple."""
-    return f"{len(user_id)}:{user_id}{event_id}"
+def user_key(user_id: str, name: str) -> str:
+    """(user_id, event or session id) as one string: less memory than a tuple of two.
+
+    The length of `user_id` leads, so different pairs never give the same string.
+    """
+    return f"{len(user_id)}:{user_id}{name}"
 
 
 def scopes_of(product: str, channel: str, touchpoint: str) -> Scopes:
@@ -127,11 +130,11 @@ class PartitionState:
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.store = store if store is not None else BucketStore()
         self.now_ms: int | None = None
-        self.seen: dict[str, int] = {}  # identity (see `identity`) -> processing time seen
+        self.seen: dict[str, int] = {}  # user_key(user_id, event_id) -> processing time seen
         self.users: dict[str, _User] = {}
-        # One session per (user, session id) is the rule: it is stored alone, a list
-        # only holds the rare several (more than 24 h apart).
-        self.sessions: dict[tuple[str, str], _Session | list[_Session]] = {}
+        # One session per user_key(user_id, session_id) is the rule: it is stored
+        # alone, a list only holds the rare several (more than 24 h apart).
+        self.sessions: dict[str, _Session | list[_Session]] = {}
         self.pending: list[tuple[int, int, Event]] = []  # future events, a heap by ts
         self._seq = 0
         self._cuts: tuple[int, int] = (0, 0)
@@ -236,7 +239,9 @@ class PartitionState:
         # Checkpoints written before these fields existed.
         self.__dict__.setdefault("_last_state_sweep", 0)
         if self.seen and isinstance(next(iter(self.seen)), tuple):
-            self.seen = {identity(*key): at for key, at in self.seen.items()}
+            self.seen = {user_key(*key): at for key, at in self.seen.items()}
+        if self.sessions and isinstance(next(iter(self.sessions)), tuple):
+            self.sessions = {user_key(*key): ss for key, ss in self.sessions.items()}
         for uid, user in self.users.items():
             if not hasattr(user, "combo"):
                 user.combo, user.at = None, _NEVER
@@ -313,7 +318,7 @@ class PartitionState:
             user = self.users[event.user_id] = _User(uid=event.user_id)
         elif event.user_id is not user.uid:
             event.user_id = user.uid  # equal; one string for all of the user's state
-        key = identity(event.user_id, event.event_id)
+        key = user_key(event.user_id, event.event_id)
         if key in self.seen:
             return Outcome.DUPLICATE
         self.seen[key] = processed_at_ms if processed_at_ms is not None else (self.now_ms or 0)
@@ -335,7 +340,7 @@ class PartitionState:
 
     def has_seen(self, event: Event) -> bool:
         """True if an event with this identity was accepted before (and is remembered)."""
-        return identity(event.user_id, event.event_id) in self.seen
+        return user_key(event.user_id, event.event_id) in self.seen
 
     def _scopes(self, event: Event) -> Scopes:
         """The capped scopes of an event's dimensions (cached per raw combination).
@@ -700,7 +705,7 @@ class PartitionState:
             pages = bucket.pages
             pages[page] = pages.get(page, 0) + 1
         assert event.session_id is not None
-        key = (event.user_id, event.session_id)
+        key = user_key(event.user_id, event.session_id)
         stored = self.sessions.get(key)
         if stored is None:
             session = _Session(ts, scopes, ts, page, 1)
