@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import marshal
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,10 +37,11 @@ SWEEP_EVERY_MS: Final = HOUR_MS
 # Users and sessions are swept less often: state a little past the horizon is
 # invisible (its buckets have expired), and a sweep visits every user.
 SWEEP_STATE_EVERY_MS: Final = DAY_MS
-# Buckets starting this long before stream time are packed at the sweep: events
-# arrive around now, so older buckets only change when a user's latest activity
-# moves out of one or a late event arrives (`BucketStore.get` unpacks them then).
-PACK_AFTER_MS: Final = 2 * HOUR_MS
+# Buckets starting this long before stream time (per level) are packed at the sweep:
+# events arrive around now, so older buckets only change when a user's latest
+# activity moves out of one or a late event arrives (`BucketStore.get` unpacks them
+# then). Hour buckets of the last day are few, large and often changed: kept unpacked.
+PACK_AFTER_MS: Final = {MINUTE_MS: 2 * HOUR_MS, HOUR_MS: DAY_MS + 2 * HOUR_MS}
 # Packing also runs when unpacked buckets have doubled since the last time (at least
 # this many): a backlog or a replay of old events moves stream time too little.
 PACK_MIN_BUCKETS: Final = 4096
@@ -115,6 +117,8 @@ class PartitionState:
     """Stage-1 state of one partition; see the module docstring.
 
     `dedupe_horizon_ms` None remembers identities forever (replay: the whole file).
+    `pack_buckets` packs old buckets (see `BucketStore.pack_old`): it pays where a
+    process holds many partitions' buckets, and costs time where users come back.
     """
 
     def __init__(
@@ -124,10 +128,12 @@ class PartitionState:
         csat_thresholds: Mapping[int, int] = DEFAULT_CSAT_THRESHOLDS,
         dedupe_horizon_ms: int | None = None,
         store: BucketStore | None = None,
+        pack_buckets: bool = True,
     ) -> None:
         self.cap = cap
         self.csat_thresholds = dict(csat_thresholds)
         self.dedupe_horizon_ms = dedupe_horizon_ms
+        self.pack_buckets = pack_buckets
         self.store = store if store is not None else BucketStore()
         self.now_ms: int | None = None
         self.seen: dict[str, int] = {}  # user_key(user_id, event_id) -> processing time seen
@@ -149,7 +155,7 @@ class PartitionState:
         self._strings: dict[str, str] = {}
         self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
         self._cache_version = -1
-        self._pack_at = PACK_MIN_BUCKETS
+        self._pack_at = PACK_MIN_BUCKETS if self.pack_buckets else sys.maxsize
 
     def _build_dispatch(self) -> dict[str, Handler]:
         return {
@@ -238,6 +244,7 @@ class PartitionState:
         self.__dict__.update(state)
         # Checkpoints written before these fields existed.
         self.__dict__.setdefault("_last_state_sweep", 0)
+        self.__dict__.setdefault("pack_buckets", True)
         if self.seen and isinstance(next(iter(self.seen)), tuple):
             self.seen = {user_key(*key): at for key, at in self.seen.items()}
         if self.sessions and isinstance(next(iter(self.sessions)), tuple):
@@ -279,7 +286,8 @@ class PartitionState:
     def sweep(self, now_ms: int) -> None:
         """Forget state that no window can see any more, so memory follows the horizon."""
         self.store.expire(now_ms)
-        self._pack()
+        if self.pack_buckets:
+            self._pack()
         if self.dedupe_horizon_ms is not None:
             oldest = now_ms - self.dedupe_horizon_ms
             dead = []
@@ -302,7 +310,8 @@ class PartitionState:
 
     def _pack(self) -> None:
         """Pack old buckets; only between events, when no caller holds a bucket."""
-        self.store.pack_old((self.now_ms or 0) - PACK_AFTER_MS)
+        now = self.now_ms or 0
+        self.store.pack_old({width: now - after for width, after in PACK_AFTER_MS.items()})
         self._pack_at = max(PACK_MIN_BUCKETS, 2 * len(self.store.buckets))
 
     # -- events -------------------------------------------------------------------
@@ -391,7 +400,7 @@ class PartitionState:
         minute = ts - ts % MINUTE_MS
         hit = self._targets_cache.get((scopes, minute))
         if hit is not None:
-            store.dirty.update(hit[1])
+            store.mark(hit[1])
             return hit[0]
         keys: list[BucketKey] = []
         minute_cut, hour_cut = self._cuts

@@ -8,7 +8,7 @@ window is computed one way whatever drove the engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class BucketStore:
     # Bumped whenever buckets are dropped or packed, so that callers holding buckets know.
     version: int = field(default=0, compare=False)
     cold: dict[BucketKey, bytes] = field(default_factory=dict)
+    touched: set[BucketKey] = field(default_factory=set)  # changed since the last packing
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         slots = state[1]
@@ -59,6 +60,7 @@ class BucketStore:
         # Checkpoints written before these fields existed.
         self.version = slots.get("version", 0)
         self.cold = slots.get("cold", {})
+        self.touched = slots.get("touched", set())
 
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
@@ -67,7 +69,13 @@ class BucketStore:
             bucket = Bucket() if packed is None else Bucket.unpack(packed)
             self.buckets[key] = bucket
         self.dirty.add(key)
+        self.touched.add(key)
         return bucket
+
+    def mark(self, keys: Iterable[BucketKey]) -> None:
+        """Record a change to buckets obtained earlier with `get` (and still held)."""
+        self.dirty.update(keys)
+        self.touched.update(keys)
 
     def lookup(self, key: BucketKey) -> Bucket | None:
         """The bucket at `key` to read (a copy if packed), None if there is none."""
@@ -95,9 +103,20 @@ class BucketStore:
         self.dirty.clear()
         return out
 
-    def pack_old(self, before_ms: int) -> None:
-        """Pack the buckets that start before `before_ms` (not the all-time ones)."""
-        old = [k for k in self.buckets if k[1] != ALL_TIME and k[2] < before_ms]
+    def pack_old(self, before_ms: Mapping[int, int]) -> None:
+        """Pack the buckets that start before `before_ms[width]` and were not changed
+        since the last call (not the all-time ones).
+
+        A bucket still being changed (a backlog's current minute, the buckets of
+        users who come back) would be unpacked again right away.
+        """
+        touched = self.touched
+        old = [
+            k
+            for k in self.buckets
+            if k[1] != ALL_TIME and k[2] < before_ms[k[1]] and k not in touched
+        ]
+        touched.clear()
         if old:
             self.version += 1
         for key in old:

@@ -107,9 +107,9 @@ def test_replay_equals_reference_with_buckets_packed_as_often_as_possible(
     # Every bucket, of any age, is packed each time the unpacked ones double: later
     # events unpack what they change, and the report reads packed buckets.
     monkeypatch.setattr(partition, "PACK_MIN_BUCKETS", 1)
-    monkeypatch.setattr(partition, "PACK_AFTER_MS", -partition.DAY_MS)
+    monkeypatch.setattr(partition, "PACK_AFTER_MS", {w: -DAY for w, _ in partition.LEVELS})
     lines = traffic(5)
-    mine = replay_lines([line.encode() for line in lines], now_ms=now_ms).report
+    mine = replay_lines([line.encode() for line in lines], now_ms=now_ms, pack_buckets=True).report
     assert_reports_equal(mine, reference_replay(lines, now_ms))
 
 
