@@ -22,7 +22,14 @@ from typing import Any, Final
 
 from cxstream.engine.aggregates import Bucket, C
 from cxstream.engine.dimensions import DimensionCap
-from cxstream.engine.store import ALL_TIME, BucketKey, BucketStore, live_cut
+from cxstream.engine.store import (
+    ALL_TIME,
+    PACK_AFTER_MS,
+    PACK_MIN_BUCKETS,
+    BucketKey,
+    BucketStore,
+    live_cut,
+)
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
 
@@ -37,14 +44,10 @@ SWEEP_EVERY_MS: Final = HOUR_MS
 # Users and sessions are swept less often: state a little past the horizon is
 # invisible (its buckets have expired), and a sweep visits every user.
 SWEEP_STATE_EVERY_MS: Final = DAY_MS
-# Buckets starting this long before stream time (per level) are packed at the sweep:
-# events arrive around now, so older buckets only change when a user's latest
-# activity moves out of one or a late event arrives (`BucketStore.get` unpacks them
-# then). Hour buckets of the last day are few, large and often changed: kept unpacked.
-PACK_AFTER_MS: Final = {MINUTE_MS: 2 * HOUR_MS, HOUR_MS: DAY_MS + 2 * HOUR_MS}
-# Packing also runs when unpacked buckets have doubled since the last time (at least
-# this many): a backlog or a replay of old events moves stream time too little.
-PACK_MIN_BUCKETS: Final = 4096
+# Buckets starting PACK_AFTER_MS (per level, see engine/store.py) before stream time
+# are packed at the sweep: events arrive around now, so older buckets only change
+# when a user's latest activity moves out of one or a late event arrives
+# (`BucketStore.get` unpacks them then).
 _NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]

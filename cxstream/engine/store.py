@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from cxstream.engine.aggregates import Bucket, C
 from cxstream.engine.metrics import compute_fields, feature_usage
-from cxstream.engine.windows import HOUR_MS, LEVELS, MINUTE_MS, WINDOWS, bucket_start, cover
+from cxstream.engine.windows import (
+    DAY_MS,
+    HOUR_MS,
+    LEVELS,
+    MINUTE_MS,
+    WINDOWS,
+    bucket_start,
+    cover,
+)
 
 __all__ = [
     "ALL_TIME",
@@ -31,6 +39,13 @@ __all__ = [
 # (scope, width_ms, start_ms); width 0 is the scope's all-time bucket (subscriptions).
 BucketKey = tuple[str, int, int]
 ALL_TIME = 0
+# Buckets of each width kept unpacked while they start less than this before the
+# latest time: the ones events still change. Hour buckets of the last day are few,
+# large and often changed.
+PACK_AFTER_MS: Final = {MINUTE_MS: 2 * HOUR_MS, HOUR_MS: DAY_MS + 2 * HOUR_MS}
+# Packing also runs when unpacked buckets have doubled since the last time (at least
+# this many): a backlog of old events moves stream time too little.
+PACK_MIN_BUCKETS: Final = 4096
 
 
 def live_cut(level_width: int, retention_ms: int, now_ms: int) -> int:
@@ -141,33 +156,61 @@ class BucketStore:
 class MergedStore:
     """Stage 2: the sum over source partitions of their latest partial per bucket.
 
-    Partials are kept packed (`Bucket.pack`): they are read only when replaced or
-    dropped, and there are as many as the source partitions' buckets together.
+    Partials are read only when replaced or dropped, and there are as many as the
+    source partitions' buckets together: those of old buckets are kept packed
+    (`Bucket.pack`). Recent ones, replaced after every batch, stay unpacked until
+    they are old (checked when the unpacked ones have doubled, and on `expire`).
     """
 
     merged: BucketStore = field(default_factory=BucketStore)
-    partials: dict[tuple[int, BucketKey], bytes] = field(default_factory=dict)
+    partials: dict[tuple[int, BucketKey], Bucket | bytes] = field(default_factory=dict)
+    latest: dict[int, int] = field(default_factory=dict)  # width -> latest bucket start
+    unpacked: int = 0
+    pack_at: int = PACK_MIN_BUCKETS
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         slots = state[1]
-        self.merged = slots["merged"]
-        # Checkpoints written before partials were packed hold Bucket objects.
-        self.partials = {
-            key: p.pack() if isinstance(p, Bucket) else p for key, p in slots["partials"].items()
-        }
+        self.merged, self.partials = slots["merged"], slots["partials"]
+        # Checkpoints written before these fields existed.
+        self.latest = slots.get("latest", {})
+        self.unpacked = sum(isinstance(p, Bucket) for p in self.partials.values())
+        self.pack_at = max(PACK_MIN_BUCKETS, 2 * self.unpacked)
 
     def update(self, source: int, key: BucketKey, partial: Bucket | None) -> None:
         """Replace the partial of `source` for `key` (idempotent: same value, same sum)."""
         old = self.partials.pop((source, key), None)
         target = self.merged.get(key)
-        if old is not None:
+        if isinstance(old, Bucket):
+            self.unpacked -= 1
+            target.merge(old, -1)
+        elif old is not None:
             target.merge(Bucket.unpack(old), -1)
         if partial is not None and not partial.is_empty():
-            self.partials[(source, key)] = partial.pack()
+            _, width, start = key
+            latest = self.latest.get(width, start)
+            if start > latest:
+                self.latest[width] = latest = start
+            if width == ALL_TIME or start >= latest - PACK_AFTER_MS[width]:
+                self.partials[(source, key)] = partial
+                self.unpacked += 1
+                if self.unpacked > self.pack_at:
+                    self.pack_old({w: t - PACK_AFTER_MS[w] for w, t in self.latest.items() if w})
+            else:
+                self.partials[(source, key)] = partial.pack()
             target.merge(partial)
         if target.is_empty():
             del self.merged.buckets[key]
             self.merged.version += 1
+
+    def pack_old(self, before_ms: Mapping[int, int]) -> None:
+        """Pack the partials of buckets starting before `before_ms[width]`."""
+        partials = self.partials
+        for skey, partial in partials.items():
+            _, width, start = skey[1]
+            if isinstance(partial, Bucket) and start < before_ms.get(width, start):
+                partials[skey] = partial.pack()
+                self.unpacked -= 1
+        self.pack_at = max(PACK_MIN_BUCKETS, 2 * self.unpacked)
 
     def drop_source(self, source: int) -> None:
         """Forget a partition's partials (it moved to another worker)."""
@@ -175,11 +218,14 @@ class MergedStore:
             self.update(source, skey[1], None)
 
     def expire(self, now_ms: int) -> None:
+        """Drop partials no window can cover any more; pack those that became old."""
         self.merged.expire(now_ms)
         cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
         dead = [k for k in self.partials if k[1][1] != ALL_TIME and k[1][2] < cuts[k[1][1]]]
         for key in dead:
-            del self.partials[key]
+            if isinstance(self.partials.pop(key), Bucket):
+                self.unpacked -= 1
+        self.pack_old({width: now_ms - after for width, after in PACK_AFTER_MS.items()})
 
 
 class _Source:

@@ -307,6 +307,7 @@ def test_packing_buckets_at_any_point_changes_no_result(
         if i in pack_after:
             for state in states:
                 state.store.pack_old(EVERY)
+            merged.pack_old(EVERY)
         if i in flush_after:
             flush()
     flush()

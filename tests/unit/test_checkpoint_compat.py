@@ -79,17 +79,20 @@ def test_bucket_store_without_packed_buckets_loads() -> None:
     assert fields(old) == fields(store)
 
 
-def test_merged_store_with_bucket_partials_loads() -> None:
+def test_merged_store_without_packing_fields_loads() -> None:
     state = fresh()
     for event in FIRST:
         state.offer(event)
     merged = MergedStore()
     for key, bucket in state.store.take_dirty().items():
         merged.update(0, key, bucket)
-    partials = {key: Bucket.unpack(packed) for key, packed in merged.partials.items()}
+    partials = dict(merged.partials)
+    assert partials and all(isinstance(p, Bucket) for p in partials.values())  # recent
     old = MergedStore.__new__(MergedStore)
     old.__setstate__((None, {"merged": merged.merged, "partials": partials}))
-    assert old.partials == merged.partials
+    assert old.unpacked == len(partials) and old.latest == {}
+    old.pack_old({key[1]: NOW + 1 for _, key in partials})
+    assert old.unpacked == 0 and all(isinstance(p, bytes) for p in old.partials.values())
     for key in list(partials):
         old.update(0, key[1], None)  # subtracting what it held leaves nothing
-    assert old.merged.buckets == {}
+    assert old.merged.buckets == {} and old.unpacked == 0
