@@ -147,6 +147,7 @@ class BucketStore:
             for key in dead:
                 del table[key]
                 self.dirty.discard(key)
+                self.touched.discard(key)
 
     def scopes(self) -> set[str]:
         return {key[0] for key in self.all_keys()}

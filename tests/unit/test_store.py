@@ -1,0 +1,27 @@
+"""Bucket stores: packing and expiry keep no trace of buckets that are gone."""
+
+from __future__ import annotations
+
+from cxstream.engine import BucketStore
+from cxstream.engine.windows import DAY_MS, HOUR_MS, MINUTE_MS
+
+NOW = 1_795_768_200_000  # 2026-11-27T08:30:00Z, minute-aligned
+
+
+def test_expiry_forgets_packed_and_unpacked_buckets_and_their_marks() -> None:
+    store = BucketStore()
+    old = NOW - 40 * DAY_MS
+    for start in (old, NOW - 3 * HOUR_MS, NOW):
+        store.get(("all", MINUTE_MS, start)).values[0] += 1
+        store.get(("all", HOUR_MS, start - start % HOUR_MS)).values[0] += 1
+    store.pack_old({MINUTE_MS: NOW - 2 * HOUR_MS, HOUR_MS: NOW - 2 * HOUR_MS})
+    assert store.touched == set()  # packing starts a new round of changes
+    assert len(store.cold) == 0  # all were changed since the last packing
+    store.pack_old({MINUTE_MS: NOW - 2 * HOUR_MS, HOUR_MS: NOW - 2 * HOUR_MS})
+    assert len(store.cold) == 4 and len(store.buckets) == 2
+    store.get(("all", MINUTE_MS, old)).values[0] += 1  # unpacked again by a change
+    store.expire(NOW)
+    keys = set(store.all_keys())
+    assert all(start >= NOW - DAY_MS - 2 * HOUR_MS for _, _, start in keys)
+    assert store.touched <= keys and store.dirty <= keys
+    assert store.lookup(("all", MINUTE_MS, NOW - 3 * HOUR_MS)) is not None  # packed, read
