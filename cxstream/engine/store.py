@@ -188,7 +188,7 @@ class MergedStore:
             target.merge(Bucket.unpack(old), -1)
         if partial is not None and not partial.is_empty():
             _, width, start = key
-            latest = self.latest.get(width, start)
+            latest = self.latest.setdefault(width, start)
             if start > latest:
                 self.latest[width] = latest = start
             if width == ALL_TIME or start >= latest - PACK_AFTER_MS[width]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cxstream.engine import BucketStore
+from cxstream.engine import Bucket, BucketStore, MergedStore
 from cxstream.engine.windows import DAY_MS, HOUR_MS, MINUTE_MS
 
 NOW = 1_795_768_200_000  # 2026-11-27T08:30:00Z, minute-aligned
@@ -25,3 +25,20 @@ def test_expiry_forgets_packed_and_unpacked_buckets_and_their_marks() -> None:
     assert all(start >= NOW - DAY_MS - 2 * HOUR_MS for _, _, start in keys)
     assert store.touched <= keys and store.dirty <= keys
     assert store.lookup(("all", MINUTE_MS, NOW - 3 * HOUR_MS)) is not None  # packed, read
+
+
+def test_stage_2_packs_old_partials_once_the_unpacked_ones_double() -> None:
+    # A backlog: partials of 5,000 minutes (about 3.5 days) arrive in time order.
+    merged = MergedStore()
+    first = NOW - 5_000 * MINUTE_MS
+    for i in range(5_000):
+        bucket = Bucket()
+        bucket.values[0] = i + 1
+        merged.update(0, ("all", MINUTE_MS, first + i * MINUTE_MS), bucket)
+    packed = [p for p in merged.partials.values() if isinstance(p, bytes)]
+    assert len(packed) > 3_000  # the minutes more than 2 h before the latest one
+    assert merged.unpacked == len(merged.partials) - len(packed)
+    # Replacing a packed partial subtracts what it held.
+    merged.update(0, ("all", MINUTE_MS, first), None)
+    total = sum(b.values[0] for b in merged.merged.buckets.values())
+    assert total == sum(range(2, 5_001))
