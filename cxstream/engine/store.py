@@ -45,7 +45,7 @@ ALL_TIME = 0
 PACK_AFTER_MS: Final = {MINUTE_MS: 2 * HOUR_MS, HOUR_MS: DAY_MS + 2 * HOUR_MS}
 # Packing also runs when unpacked buckets have doubled since the last time (at least
 # this many): a backlog of old events moves stream time too little.
-PACK_MIN_BUCKETS: Final = 4096
+PACK_MIN_BUCKETS: Final = 1024
 
 
 def live_cut(level_width: int, retention_ms: int, now_ms: int) -> int:
