@@ -52,8 +52,8 @@ def replay_lines(
     """Run the engine over JSON lines (each an event or a batch); blank lines skipped.
 
     Buckets stay unpacked by default: replay holds one partition, whose buckets are
-    a small part of its memory, and packing them cost
-    about a fifth of replay's speed on the replay benchmark.
+    a small part of its memory, and packing them cost about a fifth of replay's
+    speed on the replay benchmark.
     """
     state = PartitionState(
         cap=DimensionCap(max_dimension_values),

@@ -44,10 +44,6 @@ SWEEP_EVERY_MS: Final = HOUR_MS
 # Users and sessions are swept less often: state a little past the horizon is
 # invisible (its buckets have expired), and a sweep visits every user.
 SWEEP_STATE_EVERY_MS: Final = DAY_MS
-# Buckets starting PACK_AFTER_MS (per level, see engine/store.py) before stream time
-# are packed at the sweep: events arrive around now, so older buckets only change
-# when a user's latest activity moves out of one or a late event arrives
-# (`BucketStore.get` unpacks them then).
 _NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]
@@ -312,7 +308,12 @@ class PartitionState:
             del self.users[uid]
 
     def _pack(self) -> None:
-        """Pack old buckets; only between events, when no caller holds a bucket."""
+        """Pack buckets starting PACK_AFTER_MS (per level) before stream time.
+
+        Events arrive around now, so older buckets only change when a user's latest
+        activity moves out of one or a late event arrives (`BucketStore.get` unpacks
+        them then). Called only between events, when no caller holds a bucket.
+        """
         now = self.now_ms or 0
         self.store.pack_old({width: now - after for width, after in PACK_AFTER_MS.items()})
         self._pack_at = max(PACK_MIN_BUCKETS, 2 * len(self.store.buckets))

@@ -242,60 +242,23 @@ ENGINE_SETTINGS = settings(
 )
 
 
-@ENGINE_SETTINGS
-@given(raw=event_lists(), partitions=st.integers(2, 3), data=st.data())
-def test_partials_merged_in_stage_2_equal_one_partition(
-    raw: list[dict[str, Any]], partitions: int, data: st.DataObject
-) -> None:
-    events = decode(raw)
-    expected = results(one_partition(events).store)
-
-    # Stage 1: one PartitionState per partition (users split by partition), one
-    # value cap for the deployment. Stage 2: the changed buckets of each partition
-    # are sent as copies at random points and at the end, and replace that
-    # partition's previous partial.
-    cap = DimensionCap()
-    states = [PartitionState(cap=cap, store=BucketStore()) for _ in range(partitions)]
-    for state in states:
-        state.advance(NOW)
-    merged = MergedStore()
-    flush_after = data.draw(st.sets(st.integers(0, max(0, len(events) - 1)), max_size=4))
-
-    def flush() -> None:
-        for source, state in enumerate(states):
-            for key, bucket in state.store.take_dirty().items():
-                merged.update(source, key, bucket.copy() if bucket is not None else None)
-
-    for i, event in enumerate(events):
-        states[int(event.user_id[1:]) % partitions].offer(event)
-        if i in flush_after:
-            flush()
-    flush()
-    flush()  # nothing changed: a no-op
-
-    assert results(merged.merged) == expected
-
-
 EVERY = {MIN: NOW + DAY, HOUR: NOW + DAY}  # pack_old: buckets of any age
 
 
-@ENGINE_SETTINGS
-@given(raw=event_lists(), partitions=st.integers(1, 3), data=st.data())
-def test_packing_buckets_at_any_point_changes_no_result(
-    raw: list[dict[str, Any]], partitions: int, data: st.DataObject
-) -> None:
-    # Packing every bucket (the most that `pack_old` can do) between any two events,
-    # also between sending partials: later events unpack what they change, partials
-    # and windows read packed buckets, and a checkpoint keeps them packed.
-    events = decode(raw)
-    expected = results(one_partition(events).store)
+def through_stage_2(
+    events: list[Event], partitions: int, flush_after: set[int], pack_after: set[int]
+) -> tuple[list[PartitionState], MergedStore]:
+    """Stage 1: one PartitionState per partition (users split by partition), one
+    value cap for the deployment. Stage 2: the changed buckets of each partition
+    are sent as copies after the events of `flush_after` and at the end, and replace
+    that partition's previous partial. After the events of `pack_after`, every
+    bucket of both stages is packed (the most that `pack_old` can do).
+    """
     cap = DimensionCap()
     states = [PartitionState(cap=cap, store=BucketStore()) for _ in range(partitions)]
     for state in states:
         state.advance(NOW)
     merged = MergedStore()
-    pack_after = data.draw(st.sets(st.integers(0, max(0, len(events) - 1)), max_size=4))
-    flush_after = data.draw(st.sets(st.integers(0, max(0, len(events) - 1)), max_size=3))
 
     def flush() -> None:
         for source, state in enumerate(states):
@@ -311,6 +274,37 @@ def test_packing_buckets_at_any_point_changes_no_result(
         if i in flush_after:
             flush()
     flush()
+    flush()  # nothing changed: a no-op
+    return states, merged
+
+
+def event_indexes(data: st.DataObject, events: list[Event], max_size: int) -> set[int]:
+    return data.draw(st.sets(st.integers(0, max(0, len(events) - 1)), max_size=max_size))
+
+
+@ENGINE_SETTINGS
+@given(raw=event_lists(), partitions=st.integers(2, 3), data=st.data())
+def test_partials_merged_in_stage_2_equal_one_partition(
+    raw: list[dict[str, Any]], partitions: int, data: st.DataObject
+) -> None:
+    events = decode(raw)
+    expected = results(one_partition(events).store)
+    _, merged = through_stage_2(events, partitions, event_indexes(data, events, 4), set())
+    assert results(merged.merged) == expected
+
+
+@ENGINE_SETTINGS
+@given(raw=event_lists(), partitions=st.integers(1, 3), data=st.data())
+def test_packing_buckets_at_any_point_changes_no_result(
+    raw: list[dict[str, Any]], partitions: int, data: st.DataObject
+) -> None:
+    # Packing between any two events, also between sending partials: later events
+    # unpack what they change, partials and windows read packed buckets, and a
+    # checkpoint keeps them packed.
+    events = decode(raw)
+    expected = results(one_partition(events).store)
+    pack_after = event_indexes(data, events, 4)
+    states, merged = through_stage_2(events, partitions, event_indexes(data, events, 3), pack_after)
     merged = pickle.loads(pickle.dumps(merged))
     assert results(merged.merged) == expected
     if partitions == 1:
