@@ -24,11 +24,11 @@ from cxstream.engine.aggregates import Bucket, C
 from cxstream.engine.dimensions import DimensionCap
 from cxstream.engine.store import (
     ALL_TIME,
-    PACK_AFTER_MS,
-    PACK_MIN_BUCKETS,
     BucketKey,
     BucketStore,
     live_cut,
+    next_pack_at,
+    pack_cutoffs,
 )
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 from cxstream.events import Event
@@ -154,7 +154,7 @@ class PartitionState:
         self._strings: dict[str, str] = {}
         self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
         self._cache_version = -1
-        self._pack_at = PACK_MIN_BUCKETS if self.pack_buckets else sys.maxsize
+        self._pack_at = next_pack_at(0) if self.pack_buckets else sys.maxsize
 
     def _build_dispatch(self) -> dict[str, Handler]:
         return {
@@ -315,8 +315,8 @@ class PartitionState:
         them then). Called only between events, when no caller holds a bucket.
         """
         now = self.now_ms or 0
-        self.store.pack_old({width: now - after for width, after in PACK_AFTER_MS.items()})
-        self._pack_at = max(PACK_MIN_BUCKETS, 2 * len(self.store.buckets))
+        self.store.pack_old(pack_cutoffs(now))
+        self._pack_at = next_pack_at(len(self.store.buckets))
 
     # -- events -------------------------------------------------------------------
 

@@ -48,6 +48,22 @@ PACK_AFTER_MS: Final = {MINUTE_MS: 2 * HOUR_MS, HOUR_MS: DAY_MS + 2 * HOUR_MS}
 PACK_MIN_BUCKETS: Final = 1024
 
 
+def pack_cutoffs(latest_ms: int | Mapping[int, int]) -> dict[int, int]:
+    """Per level width, the start before which buckets are old enough to pack.
+
+    `latest_ms` is stream time (one for all widths) or the latest bucket start
+    seen per width; all-time buckets are never packed.
+    """
+    if isinstance(latest_ms, int):
+        return {width: latest_ms - after for width, after in PACK_AFTER_MS.items()}
+    return {w: t - PACK_AFTER_MS[w] for w, t in latest_ms.items() if w != ALL_TIME}
+
+
+def next_pack_at(unpacked: int) -> int:
+    """Pack again when the unpacked buckets have doubled (at least PACK_MIN_BUCKETS)."""
+    return max(PACK_MIN_BUCKETS, 2 * unpacked)
+
+
 def live_cut(level_width: int, retention_ms: int, now_ms: int) -> int:
     """Buckets of this level starting before the returned ms are expired."""
     return bucket_start(now_ms - retention_ms, level_width)
@@ -175,7 +191,7 @@ class MergedStore:
         # Checkpoints written before these fields existed.
         self.latest = slots.get("latest", {})
         self.unpacked = sum(isinstance(p, Bucket) for p in self.partials.values())
-        self.pack_at = max(PACK_MIN_BUCKETS, 2 * self.unpacked)
+        self.pack_at = next_pack_at(self.unpacked)
 
     def update(self, source: int, key: BucketKey, partial: Bucket | None) -> None:
         """Replace the partial of `source` for `key` (idempotent: same value, same sum)."""
@@ -195,7 +211,7 @@ class MergedStore:
                 self.partials[(source, key)] = partial
                 self.unpacked += 1
                 if self.unpacked > self.pack_at:
-                    self.pack_old({w: t - PACK_AFTER_MS[w] for w, t in self.latest.items() if w})
+                    self.pack_old(pack_cutoffs(self.latest))
             else:
                 self.partials[(source, key)] = partial.pack()
             target.merge(partial)
@@ -211,7 +227,7 @@ class MergedStore:
             if isinstance(partial, Bucket) and start < before_ms.get(width, start):
                 partials[skey] = partial.pack()
                 self.unpacked -= 1
-        self.pack_at = max(PACK_MIN_BUCKETS, 2 * self.unpacked)
+        self.pack_at = next_pack_at(self.unpacked)
 
     def drop_source(self, source: int) -> None:
         """Forget a partition's partials (it moved to another worker)."""
@@ -226,7 +242,7 @@ class MergedStore:
         for key in dead:
             if isinstance(self.partials.pop(key), Bucket):
                 self.unpacked -= 1
-        self.pack_old({width: now_ms - after for width, after in PACK_AFTER_MS.items()})
+        self.pack_old(pack_cutoffs(now_ms))
 
 
 class _Source:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cxstream.engine import partition
+from cxstream.engine import store
 from cxstream.generate import generate_bad_lines, generate_events
 from cxstream.replay import replay_lines
 
@@ -106,8 +106,8 @@ def test_replay_equals_reference_with_buckets_packed_as_often_as_possible(
 ) -> None:
     # Every bucket, of any age, is packed each time the unpacked ones double: later
     # events unpack what they change, and the report reads packed buckets.
-    monkeypatch.setattr(partition, "PACK_MIN_BUCKETS", 1)
-    monkeypatch.setattr(partition, "PACK_AFTER_MS", {w: -DAY for w, _ in partition.LEVELS})
+    monkeypatch.setattr(store, "PACK_MIN_BUCKETS", 1)
+    monkeypatch.setattr(store, "PACK_AFTER_MS", {w: -DAY for w, _ in store.LEVELS})
     lines = traffic(5)
     mine = replay_lines([line.encode() for line in lines], now_ms=now_ms, pack_buckets=True).report
     assert_reports_equal(mine, reference_replay(lines, now_ms))
