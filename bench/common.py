@@ -9,6 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import orjson
 
 from cxstream.emit import partition_for
+from cxstream.errors import InvalidEvent
+from cxstream.events import parse_timestamp
 from cxstream.generate import generate_bad_lines, generate_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +197,66 @@ def mixed_lines(
         else:
             yield orjson.dumps(events[i])
             i += 1
+
+
+def load_events(path: Path) -> tuple[list[Event], int]:
+    """The event objects of a JSON-lines file (an event or an array of events per
+    line, as `cxstream replay` reads), and how many lines or items are not objects."""
+    events: list[Event] = []
+    other = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                other += 1
+                continue
+            for item in doc if isinstance(doc, list) else [doc]:
+                if isinstance(item, dict):
+                    events.append(item)
+                else:
+                    other += 1
+    return events, other
+
+
+def rebase(events: Sequence[Event], latest_ms: int) -> list[Event]:
+    """The same events moved in time, gaps kept, so that the latest is at `latest_ms`.
+
+    A file recorded earlier, replayed to a live worker, would otherwise fall outside
+    every window. `ts` keeps its form (RFC 3339 text or epoch ms); events without a
+    readable `ts` are left as they are.
+    """
+    stamps = [_ts_ms(event.get("ts")) for event in events]
+    known = [ts for ts in stamps if ts is not None]
+    if not known:
+        return list(events)
+    shift = latest_ms - max(known)
+    out = []
+    for event, ts in zip(events, stamps, strict=True):
+        if ts is not None:
+            old, moved = event["ts"], ts + shift
+            event = {**event, "ts": _rfc3339(moved) if isinstance(old, str) else type(old)(moved)}
+        out.append(event)
+    return out
+
+
+def _ts_ms(ts: Any) -> int | None:
+    """Epoch ms of a `ts` value of SPEC section 1 (text or a number), None if unreadable."""
+    if isinstance(ts, str):
+        try:
+            return parse_timestamp(ts)
+        except InvalidEvent:
+            return None
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and float(ts).is_integer():
+        return int(ts)
+    return None
+
+
+def _rfc3339(ms: int) -> str:
+    instant = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 def count_events(path: Path) -> int:

@@ -1,6 +1,6 @@
 """Benchmark 1: `cxstream replay` events/s ÷ a bare loop that only parses the file with orjson.
 
-    .venv/bin/python -m bench.replay [--events 300000] [--runs 1]
+    .venv/bin/python -m bench.replay [--events 300000] [--runs 1] [--data FILE]
 
 The data set is the synthetic traffic model (`cxstream.generate`, messy producers,
 duplicates included) over two days, written as JSON lines: mostly one event per
@@ -8,6 +8,8 @@ line, about 10 % of the events in batches, and 0.1 % rejected lines of every rea
 `cxstream replay` runs as the real command (a subprocess, wall time from start to
 exit, so imports and the final report are included); `replay_lines` in-process is
 shown too. The baseline is the best of three runs of the bare loop.
+`--data FILE` measures a JSON-lines file of your own instead (as `cxstream replay`
+reads it: an event or an array of events per line).
 """
 
 from __future__ import annotations
@@ -131,11 +133,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--runs", type=int, default=2, help="interleaved runs (the best of each counts)"
     )
+    parser.add_argument(
+        "--data", type=Path, help="a JSON-lines file to measure instead of generated data"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     stop_on_sigterm()
 
-    path = make_file(args.events, args.seed)
+    if args.data is not None and not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
+    path = args.data if args.data is not None else make_file(args.events, args.seed)
     # Interleaved, best of each: the machine is shared, so noise hits both sides.
     bare_runs: list[float] = []
     cli_runs: list[dict[str, Any]] = []
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     result = {
         "events": n,
+        "data": str(path),
         "file_bytes": path.stat().st_size,
         "bare": {"seconds": bare_s, "events_per_s": bare_rate},
         "replay_command": {**cli, "events_per_s": n / cli["seconds"]},

@@ -27,6 +27,7 @@ import yaml
 
 from bench.common import PYTHON, RESULTS, ROOT, Event, log, proc_status_kib
 from cxstream.emit import Emitter
+from cxstream.errors import InvalidEvent
 from cxstream.events import FEEDBACK_TYPES
 from cxstream.kafka import LocalBroker, ensure_topics, free_port
 
@@ -285,8 +286,10 @@ def topic_of(event: Event, topics: dict[str, str]) -> str:
 async def send_with_emitter(
     bootstrap: str, events: Sequence[Event], topics: dict[str, str], *, batch: bool
 ) -> dict[str, Any]:
-    """Send `events` with the SDK (batched per partition, or one event per message)."""
+    """Send `events` with the SDK (batched per partition, or one event per message);
+    those it refuses as invalid are counted, not sent."""
     started = time.perf_counter()
+    refused = 0
     async with Emitter(
         bootstrap,
         interactions_topic=topics["interactions"],
@@ -294,11 +297,15 @@ async def send_with_emitter(
         batch=batch,
     ) as emitter:
         for event in events:
-            await emitter.send(event)
+            try:
+                await emitter.send(event)
+            except InvalidEvent:
+                refused += 1
     return {
         "seconds": time.perf_counter() - started,
         "events": emitter.stats.events,
         "messages": emitter.stats.messages,
+        "refused": refused,
     }
 
 

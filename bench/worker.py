@@ -1,7 +1,7 @@
 """Benchmarks 2 and 3: the worker on a backlog ÷ a bare aiokafka consumer on the same topics.
 
     .venv/bin/python -m bench.worker [--events 200000] [--mode both|batched|single]
-                                     [--scale]
+                                     [--scale] [--data FILE [--rebase]]
 
 For each mode a backlog of synthetic traffic (the last few hours, valid events, so
 every event must show in the `30d:all` hash) is sent with the SDK before the worker
@@ -17,6 +17,13 @@ starts: `batched` as the SDK sends by default (one JSON array per partition, up 
 `--scale` adds 1 vs 2 workers on the batched data: workers started and settled
 first, then the events are sent with the SDK while they run; the clock runs from
 the start of sending to the publish that shows every event.
+
+`--data FILE` sends the events of a JSON-lines file of your own instead (an event
+or an array of events per line; what the SDK refuses is counted and left out). The
+worker is done when `30d:all` shows as many events as `cxstream replay` of the
+same events counts in its 30-day window now (duplicates and rejects are not in
+it); `--rebase` first moves the file's timestamps, gaps kept, so that its latest
+event is a minute ago.
 """
 
 from __future__ import annotations
@@ -27,11 +34,23 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.common import PYTHON, ROOT, log, realistic_events, stop_on_sigterm, table, write_result
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Event,
+    load_events,
+    log,
+    realistic_events,
+    rebase,
+    stop_on_sigterm,
+    table,
+    write_result,
+)
 from bench.stack import (
     Stack,
     bare_consume,
@@ -55,6 +74,28 @@ def backlog(n: int, seed: int) -> list[dict[str, Any]]:
         users=max(100, n // 20),
         messy=False,
     )
+
+
+def own_backlog(path: Path, *, rebase_to_now: bool) -> tuple[list[Event], int]:
+    """The events of `path` and how many of them the worker will show in `30d:all`."""
+    from cxstream.replay import replay_lines
+
+    events, other = load_events(path)
+    now = time.time_ns() // 1_000_000
+    if rebase_to_now:
+        events = rebase(events, now - 60_000)
+    report = replay_lines((orjson.dumps(e) for e in events), now_ms=now).report
+    shown = int(report["windows"]["30d"]["all"]["events"])
+    log(
+        f"{path}: {len(events):,} events ({other:,} lines or items that are not), "
+        f"{shown:,} of them accepted, distinct and in the last 30 days"
+    )
+    if not shown:
+        raise SystemExit(
+            f"error: no event of {path} would show in the 30-day window now\n"
+            "hint: pass --rebase to move the events to the last hours"
+        )
+    return events, shown
 
 
 def run_bare(stack: Stack, topics: dict[str, str], n: int, runs: int = 2) -> dict[str, Any]:
@@ -115,11 +156,14 @@ def run_worker(
     topics: dict[str, str],
     config: Any,
     n: int,
+    shown: int,
     workers: int = 1,
 ) -> dict[str, Any]:
+    """`n` events sent; done when `30d:all` shows `shown` (all of them, for generated data)."""
     started = time.monotonic()
     procs = [stack.start_worker(topics, config) for _ in range(workers)]
-    got = watch_redis(stack.redis, n, procs)
+    got = watch_redis(stack.redis, shown, procs)
+    got["events"], got["events_per_s"] = n, n / got["seconds"]
     got["start_to_last_publish_s"] = time.monotonic() - started
     got["cpu_s"] = sum(p.cpu_seconds() for p in procs)
     got["peak_rss_mib"] = max(p.peak_rss_mib() for p in procs)
@@ -132,7 +176,7 @@ def run_worker(
     return got
 
 
-def run_scale(stack: Stack, events: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+def run_scale(stack: Stack, events: list[Event], shown: int, workers: int) -> dict[str, Any]:
     """Workers first (group settled), then the whole backlog at once."""
     topics, config = stack.topics(f"scale{workers}")
     procs = [stack.start_worker(topics, config) for _ in range(workers)]
@@ -140,10 +184,11 @@ def run_scale(stack: Stack, events: list[dict[str, Any]], workers: int) -> dict[
     time.sleep(8)  # let the group settle (a join takes half the session timeout)
     send_started = time.time()
     sent = asyncio.run(send_with_emitter(stack.broker.bootstrap, events, topics, batch=True))
-    got = watch_redis(stack.redis, len(events), procs)
+    got = watch_redis(stack.redis, shown, procs)
     # Here the clock runs from the start of sending to the last publish.
     got["seconds"] = got["last_publish_at"] - send_started
-    got["events_per_s"] = len(events) / got["seconds"]
+    got["events"] = sent["events"]
+    got["events_per_s"] = sent["events"] / got["seconds"]
     got["send_s"] = sent["seconds"]
     got["cpu_s"] = sum(p.cpu_seconds() for p in procs)
     log(f"{workers} worker(s): {got['events_per_s']:,.0f} events/s")
@@ -158,15 +203,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mode", choices=("both", "batched", "single"), default="both")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive Faust agent")
     parser.add_argument("--scale", action="store_true", help="also measure 1 vs 2 workers")
+    parser.add_argument(
+        "--data", type=Path, help="a JSON-lines file of events to send instead of generated ones"
+    )
+    parser.add_argument(
+        "--rebase", action="store_true", help="with --data: move its events to the last hours"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.data is not None and not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
+    if args.rebase and args.data is None:
+        parser.error("--rebase moves the events of --data FILE; generated ones are recent")
     stop_on_sigterm()
 
     modes = ("batched", "single") if args.mode == "both" else (args.mode,)
-    log(f"generating {args.events:,} events")
-    events = backlog(args.events, args.seed)
-    n = len(events)
-    result: dict[str, Any] = {"events": n, "modes": {}}
+    if args.data is not None:
+        events, shown = own_backlog(args.data, rebase_to_now=args.rebase)
+    else:
+        log(f"generating {args.events:,} events")
+        events = backlog(args.events, args.seed)
+        shown = len(events)
+    result: dict[str, Any] = {
+        "events": len(events),
+        "data": str(args.data) if args.data is not None else "generated",
+        "shown_in_30d_all": shown,
+        "modes": {},
+    }
     rows = []
     with Stack() as stack:
         for mode in modes:
@@ -176,13 +239,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             log(
                 f"{mode}: sent {sent['events']:,} events in {sent['messages']:,} messages "
-                f"({sent['seconds']:.1f} s)"
+                f"({sent['seconds']:.1f} s); the SDK refused {sent['refused']:,}"
             )
+            n = sent["events"]
             bare = run_bare(stack, topics, n)
             entry: dict[str, Any] = {"sent": sent, "bare": bare}
             if mode == "single" and not args.no_naive:
                 entry["naive_faust"] = run_naive(stack, topics, n)
-            entry["worker"] = worker = run_worker(stack, topics, config, n)
+            entry["worker"] = worker = run_worker(stack, topics, config, n, shown)
             entry["ratio"] = worker["events_per_s"] / bare["events_per_s"]
             rows.append(
                 (
@@ -216,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             result["modes"][mode] = entry
         if args.scale:
-            scale = {w: run_scale(stack, events, w) for w in (1, 2)}
+            scale = {w: run_scale(stack, events, shown, w) for w in (1, 2)}
             result["scale"] = scale
             for w, got in scale.items():
                 rows.append(

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ sits besi
 import bench.common
 import bench.memory
 import bench.replay
-from bench.common import mixed_lines, percentile, realistic_events, table
+from bench.common import load_events, mixed_lines, percentile, realistic_events, rebase, table
 from bench.freshness import probe_users
 
 
@@ -31,6 +31,48 @@ def test_replay_benchmark_runs(data_dir: Path) -> None:
     assert result["events"] >= 2000
     assert result["replay_command"]["accepted"] > 1900
     assert result["ratio"] > 0
+
+
+def test_replay_benchmark_measures_a_file_of_ones_own(tmp_path: Path) -> None:
+    events = realistic_events(1500, seed=5, start_ms=1_790_000_000_000, span_s=3600,
+                              users=150, messy=False)  # fmt: skip
+    path = tmp_path / "mine.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    result = bench.replay.main(["--data", str(path), "--runs", "1", "--no-write"])
+    assert result["data"] == str(path)
+    assert result["events"] == 1500
+    assert result["replay_command"]["accepted"] == 1500
+
+
+def test_load_events_reads_events_and_batches_and_counts_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        '{"event_id": "a"}\n'
+        "\n"
+        '[{"event_id": "b"}, {"event_id": "c"}]\n'
+        "{not json\n"
+        '[7, {"event_id": "d"}]\n'
+    )
+    events, other = load_events(path)
+    assert [e["event_id"] for e in events] == ["a", "b", "c", "d"]
+    assert other == 2
+
+
+def test_rebase_keeps_gaps_and_the_form_of_each_timestamp() -> None:
+    events = [
+        {"event_id": "text", "ts": "2026-09-21T14:13:20.844Z"},  # 1_790_000_000_844
+        {"event_id": "int", "ts": 1_790_000_060_000},
+        {"event_id": "float", "ts": 1_790_000_000_000.0},
+        {"event_id": "offset", "ts": "2026-09-21T19:43:20+05:30"},  # 1_790_000_000_000
+        {"event_id": "unreadable", "ts": "yesterday"},
+    ]
+    moved = rebase(events, latest_ms=1_800_000_060_000)  # shift: +10_000_000_000 ms
+    assert moved[0]["ts"] == "2027-01-15T08:00:00.844Z"  # 1_800_000_000_844 ms, in UTC
+    assert moved[1]["ts"] == 1_800_000_060_000
+    assert moved[2]["ts"] == 1_800_000_000_000.0 and isinstance(moved[2]["ts"], float)
+    assert moved[3]["ts"] == "2027-01-15T08:00:00.000Z"
+    assert moved[4] == events[4]
+    assert events[0]["ts"] == "2026-09-21T14:13:20.844Z"  # the input is not changed
 
 
 def test_memory_benchmark_replay_part_runs(data_dir: Path) -> None:
