@@ -78,6 +78,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
+    from cxstream.allocator import tune_malloc
     from cxstream.app import run_worker
     from cxstream.config import load_settings
 
@@ -85,6 +86,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tuned = tune_malloc()  # before Faust starts its threads
+    if tuned:
+        logging.getLogger("cxstream").info(
+            "malloc: %s", ", ".join(f"{k}={v}" for k, v in tuned.items())
+        )
     return run_worker(settings, loglevel=args.loglevel)
 
 
