@@ -23,6 +23,7 @@ from cxstream.engine import (
     evaluate_scope,
     live_scopes,
 )
+from cxstream.engine.store import UntrackedBucketStore
 from cxstream.events import Event, decode_message
 
 __all__ = ["ReplayResult", "replay_lines"]
@@ -59,6 +60,8 @@ def replay_lines(
         cap=DimensionCap(max_dimension_values),
         csat_thresholds=csat_thresholds,
         dedupe_horizon_ms=None,
+        # Packing needs to know what changed since the last packing; nothing else here does.
+        store=None if pack_buckets else UntrackedBucketStore(),
         pack_buckets=pack_buckets,
     )
     if now_ms is not None:

@@ -96,11 +96,15 @@ class BucketStore:
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
         if bucket is None:
-            packed = self.cold.pop(key, None)
-            bucket = Bucket() if packed is None else Bucket.unpack(packed)
-            self.buckets[key] = bucket
+            bucket = self._bring(key)
         self.dirty.add(key)
         self.touched.add(key)
+        return bucket
+
+    def _bring(self, key: BucketKey) -> Bucket:
+        """A new bucket at `key`, or the packed one unpacked for good."""
+        packed = self.cold.pop(key, None)
+        bucket = self.buckets[key] = Bucket() if packed is None else Bucket.unpack(packed)
         return bucket
 
     def mark(self, keys: Iterable[BucketKey]) -> None:
@@ -167,6 +171,21 @@ class BucketStore:
 
     def scopes(self) -> set[str]:
         return {key[0] for key in self.all_keys()}
+
+
+class UntrackedBucketStore(BucketStore):
+    """A store whose changes nobody asks for: replay, which neither sends partials
+    nor packs. Recording them in `dirty` and `touched`, sets no one reads there,
+    took about a tenth of replay's time."""
+
+    __slots__ = ()
+
+    def get(self, key: BucketKey) -> Bucket:
+        bucket = self.buckets.get(key)
+        return self._bring(key) if bucket is None else bucket
+
+    def mark(self, keys: Iterable[BucketKey]) -> None:
+        pass
 
 
 @dataclass(slots=True)

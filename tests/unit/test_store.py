@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cxstream.engine import Bucket, BucketStore, MergedStore
+from cxstream.engine.store import UntrackedBucketStore
 from cxstream.engine.windows import DAY_MS, HOUR_MS, MINUTE_MS
 
 NOW = 1_795_768_200_000  # 2026-11-27T08:30:00Z, minute-aligned
@@ -42,3 +43,15 @@ def test_stage_2_packs_old_partials_once_the_unpacked_ones_double() -> None:
     merged.update(0, ("all", MINUTE_MS, first), None)
     total = sum(b.values[0] for b in merged.merged.buckets.values())
     assert total == sum(range(2, 5_001))
+
+
+def test_untracked_store_keeps_buckets_but_records_no_changes() -> None:
+    store = UntrackedBucketStore()
+    key = ("all", MINUTE_MS, NOW - 3 * HOUR_MS)
+    store.get(key).values[0] += 2
+    assert store.get(key).values[0] == 2  # the same bucket, kept
+    store.cold[key] = store.buckets.pop(key).pack()
+    store.get(key).values[0] += 1  # unpacked for good by a change
+    assert key not in store.cold and store.buckets[key].values[0] == 3
+    store.mark([key])
+    assert store.dirty == set() and store.touched == set()
