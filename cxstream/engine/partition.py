@@ -53,7 +53,7 @@ _COMBO_CACHE_MAX: Final = 4096
 _TARGETS_CACHE_MAX: Final = 4096
 _NOT_PICKLED: Final = (
     "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings",
-    "_pack_at",
+    "_pack_at", "_cuts_until",
 )  # fmt: skip
 
 
@@ -155,6 +155,7 @@ class PartitionState:
         self._targets_cache: dict[tuple[Scopes, int], _Targets] = {}
         self._cache_version = -1
         self._pack_at = next_pack_at(0) if self.pack_buckets else sys.maxsize
+        self._cuts_until = _NEVER  # stream time from which `_cuts` may have moved
 
     def _build_dispatch(self) -> dict[str, Handler]:
         return {
@@ -269,13 +270,16 @@ class PartitionState:
         if self.now_ms is not None and now_ms <= self.now_ms:
             return
         self.now_ms = now_ms
-        cuts = (
-            live_cut(LEVELS[0][0], LEVELS[0][1], now_ms),
-            live_cut(LEVELS[1][0], LEVELS[1][1], now_ms),
-        )
-        if cuts != self._cuts:
-            self._cuts = cuts
-            self._targets_cache.clear()
+        if now_ms >= self._cuts_until:
+            # Retentions are whole hours, so the cuts only move as a minute begins.
+            self._cuts_until = now_ms - now_ms % MINUTE_MS + MINUTE_MS
+            cuts = (
+                live_cut(LEVELS[0][0], LEVELS[0][1], now_ms),
+                live_cut(LEVELS[1][0], LEVELS[1][1], now_ms),
+            )
+            if cuts != self._cuts:
+                self._cuts = cuts
+                self._targets_cache.clear()
         while self.pending and self.pending[0][0] <= now_ms:
             self._apply(heapq.heappop(self.pending)[2])
         if now_ms - self._last_sweep >= SWEEP_EVERY_MS:

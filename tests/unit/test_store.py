@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from cxstream.engine import Bucket, BucketStore, MergedStore
-from cxstream.engine.store import UntrackedBucketStore
-from cxstream.engine.windows import DAY_MS, HOUR_MS, MINUTE_MS
+import pickle
+
+from cxstream.engine import Bucket, BucketStore, DimensionCap, MergedStore, PartitionState
+from cxstream.engine.store import UntrackedBucketStore, live_cut
+from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
 
 NOW = 1_795_768_200_000  # 2026-11-27T08:30:00Z, minute-aligned
 
@@ -55,3 +57,17 @@ def test_untracked_store_keeps_buckets_but_records_no_changes() -> None:
     assert key not in store.cold and store.buckets[key].values[0] == 3
     store.mark([key])
     assert store.dirty == set() and store.touched == set()
+
+
+def test_stream_time_moves_the_expiry_cuts_exactly_as_computed_afresh() -> None:
+    # PartitionState recomputes its cuts only as a minute begins; checkpoints and
+    # steps of every size must still see the cuts of their own moment.
+    state = PartitionState(cap=DimensionCap(50))
+    now = NOW - 3 * HOUR_MS + 17
+    for step in [1, 59_982, 1, 60_000, 59_999, 2, 3_600_000, 123_457, 1] * 40:
+        now += step
+        state.advance(now)
+        if step == 2:
+            state = pickle.loads(pickle.dumps(state))
+        expected = tuple(live_cut(width, keep, now) for width, keep in LEVELS)
+        assert state._cuts == expected, now
