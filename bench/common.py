@@ -259,21 +259,6 @@ def _rfc3339(ms: int) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
-def count_events(path: Path) -> int:
-    n = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                n += 1
-                continue
-            n += len(doc) if isinstance(doc, list) else 1
-    return n
-
-
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn(*args, **kwargs)
