@@ -9,7 +9,6 @@ import random
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import orjson
 from cxstream.emit import partition_for
 from cxstream.errors import InvalidEvent
 from cxstream.events import parse_timestamp
-from cxstream.generate import generate_bad_lines, generate_events
+from cxstream.generate import generate_bad_lines, generate_events, rfc3339
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -237,7 +236,7 @@ def rebase(events: Sequence[Event], latest_ms: int) -> list[Event]:
     for event, ts in zip(events, stamps, strict=True):
         if ts is not None:
             old, moved = event["ts"], ts + shift
-            event = {**event, "ts": _rfc3339(moved) if isinstance(old, str) else type(old)(moved)}
+            event = {**event, "ts": rfc3339(moved) if isinstance(old, str) else type(old)(moved)}
         out.append(event)
     return out
 
@@ -252,11 +251,6 @@ def _ts_ms(ts: Any) -> int | None:
     if isinstance(ts, int | float) and not isinstance(ts, bool) and float(ts).is_integer():
         return int(ts)
     return None
-
-
-def _rfc3339(ms: int) -> str:
-    instant = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "TrafficModel",
     "generate_bad_lines",
     "generate_events",
+    "rfc3339",
 ]
 
 import bisect
@@ -1182,7 +1183,8 @@ class _Simulation:
 _MAX_EVENT_BYTES = 64 * 1024
 
 
-def _rfc3339(ms: int) -> str:
+def rfc3339(ms: int) -> str:
+    """Epoch ms as RFC 3339 text in UTC, with milliseconds (what `parse_timestamp` reads back)."""
     instant = _EPOCH + timedelta(milliseconds=ms)
     return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
@@ -1196,7 +1198,7 @@ def _valid_event(rng: random.Random, now_ms: int, type_: str | None = None) -> _
     event: _Event = {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "type": type_,
-        "ts": ts if rng.random() < 0.5 else _rfc3339(ts),
+        "ts": ts if rng.random() < 0.5 else rfc3339(ts),
         "user_id": f"u{rng.randrange(1_000_000):06d}",
         "product": rng.choice(PRODUCTS),
         "channel": rng.choice(CHANNELS),
@@ -1404,7 +1406,7 @@ def _bad_timestamp(rng: random.Random, now_ms: int) -> str:
 def _bad_future(rng: random.Random, now_ms: int) -> str:
     event = _valid_event(rng, now_ms)
     ahead = now_ms + rng.choice((301_000, 10 * _MINUTE_MS, _HOUR_MS, _DAY_MS, 365 * _DAY_MS))
-    event["ts"] = ahead if rng.random() < 0.5 else _rfc3339(ahead)
+    event["ts"] = ahead if rng.random() < 0.5 else rfc3339(ahead)
     return json.dumps(event)
 
 
