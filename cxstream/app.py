@@ -382,10 +382,11 @@ class Worker:
         if batch.duplicates:
             metrics.duplicates.inc(batch.duplicates)
         by_type: dict[str, int] = {}
-        observe_lag = metrics.lag.observe
+        lags: list[float] = []
         for event in batch.accepted:
             by_type[event.type] = by_type.get(event.type, 0) + 1
-            observe_lag(max(0.0, (now - event.ts_ms) / 1000))
+            lags.append(max(0.0, (now - event.ts_ms) / 1000))
+        metrics.lag.observe_many(lags)
         for type_, n in by_type.items():
             metrics.events.labels(type_).inc(n)
         await self.send_partials()

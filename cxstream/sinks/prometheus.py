@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-from typing import Final
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from cxstream.sinks import Published
 
-__all__ = ["GAUGES", "PipelineMetrics", "PrometheusSink", "scope_labels"]
+__all__ = ["GAUGES", "BatchHistogram", "PipelineMetrics", "PrometheusSink", "scope_labels"]
 
 GAUGES: Final = {
     "cx_events": "events",
@@ -48,6 +57,74 @@ def scope_labels(scope: str) -> tuple[str, str, str]:
     return labels["product"], labels["channel"], labels["touchpoint"]
 
 
+class BatchHistogram(Collector):
+    """A label-less histogram observed a batch of values at a time.
+
+    prometheus_client's `Histogram.observe` takes a lock and walks the buckets in
+    Python for every value, about 2.5 µs here; the worker observes the lag of every
+    accepted event, so that was a few per cent of its time. This one bins a batch
+    with `bisect` and takes the lock once. It exposes the same series as
+    prometheus_client's (`_bucket`, `_count`, `_sum`, and `_created` unless
+    PROMETHEUS_DISABLE_CREATED_SERIES is set).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry
+    ) -> None:
+        # Named as in prometheus_client's metrics, where tests/deploy looks for series.
+        self._name = name
+        self._labelnames: tuple[str, ...] = ()
+        self._documentation = documentation
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._bounds = tuple(bounds)
+        go_string = cast(Callable[[float], str], floatToGoString)  # untyped upstream
+        self._les = [go_string(bound) for bound in bounds]  # as prometheus_client writes `le`
+        self._counts = [0] * len(bounds)
+        self._sum = 0.0
+        self._created = time.time()
+        disabled = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "false").lower()
+        self._with_created = disabled not in ("true", "1", "t")
+        self._lock = threading.Lock()  # the metrics server collects from its own thread
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds = self._bounds
+        find = bisect.bisect_left  # the first bound >= value: Prometheus's `le`
+        counts = [0] * len(bounds)
+        total = 0.0
+        for value in values:
+            counts[find(bounds, value)] += 1
+            total += value
+        with self._lock:
+            mine = self._counts
+            for i, n in enumerate(counts):
+                if n:
+                    mine[i] += n
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self._name, self._documentation, "histogram")
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        metric = Metric(self._name, self._documentation, "histogram")
+        cumulative = 0
+        for le, n in zip(self._les, counts, strict=True):
+            cumulative += n
+            metric.add_sample(self._name + "_bucket", {"le": le}, cumulative)
+        metric.add_sample(self._name + "_count", {}, cumulative)
+        metric.add_sample(self._name + "_sum", {}, total)
+        if self._with_created:
+            metric.add_sample(self._name + "_created", {}, self._created)
+        yield metric
+
+
 class PipelineMetrics:
     """Per-process pipeline counters; one instance per registry."""
 
@@ -67,7 +144,7 @@ class PipelineMetrics:
         self.sink_errors = Counter(
             "cxstream_sink_errors", "Failed sink writes", ["sink"], registry=registry
         )
-        self.lag = Histogram(
+        self.lag = BatchHistogram(
             "cxstream_event_lag_seconds",
             "From event ts to processed",
             buckets=LAG_BUCKETS,
