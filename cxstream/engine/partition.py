@@ -281,7 +281,7 @@ class PartitionState:
                 self._cuts = cuts
                 self._targets_cache.clear()
         while self.pending and self.pending[0][0] <= now_ms:
-            self._apply(heapq.heappop(self.pending)[2])
+            self._apply_due(heapq.heappop(self.pending)[2])
         if now_ms - self._last_sweep >= SWEEP_EVERY_MS:
             self._last_sweep = now_ms
             self.sweep(now_ms)
@@ -342,7 +342,7 @@ class PartitionState:
         # Values take their cap slot when the event is accepted (first come, first
         # served), also when its `ts` is still ahead and it applies later: the
         # dimensions (in `_scopes`), then the page or feature, as `capped_values`.
-        self._scopes(event)
+        scopes = self._scopes(event)
         etype = event.type
         if etype == "page_view":
             self.cap.admit("page", event.props["page"])
@@ -352,7 +352,7 @@ class PartitionState:
             self._seq += 1
             heapq.heappush(self.pending, (event.ts_ms, self._seq, event))
         else:
-            self._apply(event)
+            self._apply(event, scopes, user)
         return Outcome.ACCEPTED
 
     def has_seen(self, event: Event) -> bool:
@@ -381,13 +381,16 @@ class PartitionState:
                 self._combos[dims] = scopes
         return scopes
 
-    def _apply(self, event: Event) -> None:
-        if len(self.store.buckets) > self._pack_at:
-            self._pack()
-        scopes = self._scopes(event)
+    def _apply_due(self, event: Event) -> None:
+        """Apply an event held until its `ts` (its user may have been swept meanwhile)."""
         user = self.users.get(event.user_id)
         if user is None:
             user = self.users[event.user_id] = _User(uid=event.user_id)
+        self._apply(event, self._scopes(event), user)
+
+    def _apply(self, event: Event, scopes: Scopes, user: _User) -> None:
+        if len(self.store.buckets) > self._pack_at:
+            self._pack()
         ts = event.ts_ms
         if ts > user.last:
             user.last = ts
