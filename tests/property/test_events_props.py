@@ -15,11 +15,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cxstream.errors import InvalidEvent
 from cxstream.events import (
     DIMENSIONS,
     REJECT_REASONS,
     Event,
     Rejection,
+    _parse_timestamp_full,
     decode_message,
     normalize_dimension,
     parse_timestamp,
@@ -417,3 +419,33 @@ def test_parse_timestamp_agrees_with_datetime(
 ) -> None:
     text = rfc3339(instant, offset, digits, upper)
     assert parse_timestamp(text) == truncated_ms(instant, digits)
+
+
+def _outcome(parse: Any, text: str) -> int | str:
+    try:
+        return int(parse(text))
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+@SETTINGS
+@given(
+    instant=st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+    tail=st.text(alphabet=":0123456789.5zZ+-T ٢\n", max_size=16),
+    shaped=st.tuples(
+        st.integers(0, 61),
+        st.integers(0, 61),
+        st.sampled_from(["", ".", ".5", ".0123", ".98765"]),
+        st.sampled_from(["Z", "z", "+01:00", "", "Z\n"]),
+    ).map(lambda p: f":{p[0]:02d}:{p[1]:02d}{p[2]}{p[3]}"),
+    cut=st.integers(11, 15),
+)
+def test_parse_timestamp_hour_cache_agrees_with_the_full_parse(
+    instant: datetime, tail: str, shaped: str, cut: int
+) -> None:
+    # The date and hour are valid and cached (a UTC timestamp of that hour was
+    # parsed); whatever follows, the cached path answers as the full parse does.
+    hour = f"{instant.year:04d}-{instant:%m-%dT%H}"
+    assert parse_timestamp(hour + ":00:00Z") == _parse_timestamp_full(hour + ":00:00Z")
+    for text in (hour + shaped, hour + tail, (hour + ":59:59.5Z")[:cut] + tail):
+        assert _outcome(parse_timestamp, text) == _outcome(_parse_timestamp_full, text)
