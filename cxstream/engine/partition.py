@@ -102,9 +102,6 @@ class _User:
     at: int = _NEVER
 
 
-_NONE4: Final[tuple[None, None, None, None]] = (None, None, None, None)  # no earlier activity
-
-
 class Outcome:
     """What happened to an event handed to `PartitionState.offer`."""
 
@@ -471,35 +468,34 @@ class PartitionState:
         `targets` are the event's own buckets: the minute level of the four scopes
         (when live), then their hour level (when live).
         """
+        latest = user.latest
+        if latest is None:
+            combo = user.combo
+            if combo is None:  # the user's first activity: counted in all its buckets
+                user.combo, user.at = scopes, ts
+                for bucket in targets:
+                    bucket.values[C.ACTIVE] += 1
+                return
+            if combo is scopes or combo == scopes:
+                previous = user.at
+                if previous < ts:
+                    user.at = ts
+                    self._move_active(scopes, previous, ts, targets)
+                return
+            # other scopes than before: from now on, one entry per scope
+            latest = user.latest = dict.fromkeys(combo, user.at)
+            user.combo = None
         minute_cut, hour_cut = self._cuts
         minute = ts - ts % MINUTE_MS
         hour = ts - ts % HOUR_MS
         minute_live = minute >= minute_cut
         hour_live = hour >= hour_cut
         hour_at = 4 if minute_live else 0
-        latest = user.latest
-        olds: Iterable[int | None]
-        if latest is None:
-            combo = user.combo
-            if combo is None:  # the user's first activity
-                user.combo, user.at = scopes, ts
-                olds = _NONE4
-            elif combo is scopes or combo == scopes:
-                previous = user.at
-                if previous >= ts:
-                    return
-                user.at = ts
-                olds = (previous,) * 4
-            else:  # other scopes than before: from now on, one entry per scope
-                latest = user.latest = dict.fromkeys(combo, user.at)
-                user.combo = None
-        if latest is not None:
-            olds = [latest.get(scope) for scope in scopes]
+        olds = [latest.get(scope) for scope in scopes]
         get = self.store.get
         for i, old in enumerate(olds):
             if old is None:
-                if latest is not None:
-                    latest[scopes[i]] = ts
+                latest[scopes[i]] = ts
                 if minute_live:
                     targets[i].values[C.ACTIVE] += 1
                 if hour_live:
@@ -508,8 +504,7 @@ class PartitionState:
             if old >= ts:
                 continue
             scope = scopes[i]
-            if latest is not None:
-                latest[scope] = ts
+            latest[scope] = ts
             old_minute = old - old % MINUTE_MS
             if old_minute == minute:
                 continue
@@ -523,6 +518,37 @@ class PartitionState:
                     get((scope, HOUR_MS, old_hour)).values[C.ACTIVE] -= 1
                 if hour_live:
                     targets[hour_at + i].values[C.ACTIVE] += 1
+
+    def _move_active(self, scopes: Scopes, old: int, ts: int, targets: list[Bucket]) -> None:
+        """Move a single-combination user's count in all four scopes from `old` to `ts`.
+
+        The rule for a user (one combination of scopes so far): every scope moves
+        alike, so the buckets of `old` come whole from the targets cache.
+        """
+        old_minute = old - old % MINUTE_MS
+        minute = ts - ts % MINUTE_MS
+        if old_minute == minute:
+            return
+        minute_cut, hour_cut = self._cuts
+        olds = self._targets(scopes, old)  # minute level (if live), then hour (if live)
+        old_minute_live = old_minute >= minute_cut
+        minute_live = minute >= minute_cut
+        if old_minute_live:
+            for bucket in olds[:4]:
+                bucket.values[C.ACTIVE] -= 1
+        if minute_live:
+            for bucket in targets[:4]:
+                bucket.values[C.ACTIVE] += 1
+        old_hour = old - old % HOUR_MS
+        hour = ts - ts % HOUR_MS
+        if old_hour == hour:
+            return
+        if old_hour >= hour_cut:
+            for bucket in olds[4:] if old_minute_live else olds:
+                bucket.values[C.ACTIVE] -= 1
+        if hour >= hour_cut:
+            for bucket in targets[4:] if minute_live else targets:
+                bucket.values[C.ACTIVE] += 1
 
     # -- per type -----------------------------------------------------------------
     # Each handler gets the event's live buckets and counts the event in them too.
