@@ -165,8 +165,10 @@ _RFC3339: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-# What follows `YYYY-MM-DDTHH` in a UTC timestamp (see `parse_timestamp`).
-_UTC_TAIL: Final = re.compile(r":([0-5][0-9]):([0-5][0-9])(?:\.([0-9]+))?[Zz]")
+# What follows `YYYY-MM-DDTHH` in a valid timestamp (see `parse_timestamp`).
+_TAIL: Final = re.compile(
+    r":([0-5][0-9]):([0-5][0-9])(?:\.([0-9]+))?(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
 _HOUR_MS_OF: dict[str, int] = {}  # a valid `YYYY-MM-DDTHH` -> epoch ms of that hour
 _HOUR_CACHE_MAX: Final = 4096
 _DIM_BAD_CHARS: Final = re.compile(r"[^a-z0-9_.-]")
@@ -243,20 +245,26 @@ def parse_timestamp(text: str) -> int:
     Raises InvalidEvent(`bad_timestamp`) for anything else, leap seconds included:
     an event time must map onto one instant of the epoch timeline.
 
-    Most timestamps are in UTC and share their date and hour with many others: when
-    the first 13 characters (`YYYY-MM-DDTHH`) were valid before and the rest is
-    `:MM:SS[.fraction]Z`, the hour's start comes from a cache. That is the full
-    pattern of `_RFC3339` with a valid date and hour, so the result is the same.
+    Timestamps share their date and hour with many others: when the first 13
+    characters (`YYYY-MM-DDTHH`) were valid before and the rest is a valid
+    `:MM:SS[.fraction]` and offset, the hour's start comes from a cache. That is the
+    full pattern of `_RFC3339` with a valid date, hour and offset, so the result is
+    the same.
     """
     hour_ms = _HOUR_MS_OF.get(text[:13])
     if hour_ms is not None:
-        tail = _UTC_TAIL.fullmatch(text, 13)
+        tail = _TAIL.fullmatch(text, 13)
         if tail is not None:
-            minute, second, fraction = tail.groups()
-            millis = int((fraction + "000")[:3]) if fraction else 0
-            return hour_ms + (int(minute) * 60 + int(second)) * 1000 + millis
+            minute, second, fraction, sign, off_h, off_m = tail.groups()
+            ms = hour_ms + (int(minute) * 60 + int(second)) * 1000
+            if fraction:
+                ms += int((fraction + "000")[:3])
+            if sign is not None:
+                offset_ms = (int(off_h) * 60 + int(off_m)) * 60_000
+                ms += -offset_ms if sign == "+" else offset_ms
+            return ms
     ms = _parse_timestamp_full(text)
-    if hour_ms is None and text[-1] in "Zz":
+    if hour_ms is None:
         if len(_HOUR_MS_OF) >= _HOUR_CACHE_MAX:
             _HOUR_MS_OF.clear()
         # Valid as a whole, so its first 13 characters are a valid date and hour.

@@ -436,7 +436,7 @@ def _outcome(parse: Any, text: str) -> int | str:
         st.integers(0, 61),
         st.integers(0, 61),
         st.sampled_from(["", ".", ".5", ".0123", ".98765"]),
-        st.sampled_from(["Z", "z", "+01:00", "", "Z\n"]),
+        st.sampled_from(["Z", "z", "", "Z\n", "+01:00", "-23:59", "+24:00", "-05:60", "+0530"]),
     ).map(lambda p: f":{p[0]:02d}:{p[1]:02d}{p[2]}{p[3]}"),
     cut=st.integers(11, 15),
 )
