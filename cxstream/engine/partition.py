@@ -491,23 +491,22 @@ class PartitionState:
         minute_live = minute >= minute_cut
         hour_live = hour >= hour_cut
         hour_at = 4 if minute_live else 0
-        olds = [latest.get(scope) for scope in scopes]
         get = self.store.get
-        for i, old in enumerate(olds):
+        for i, scope in enumerate(scopes):
+            old = latest.get(scope)
             if old is None:
-                latest[scopes[i]] = ts
+                latest[scope] = ts
                 if minute_live:
                     targets[i].values[C.ACTIVE] += 1
                 if hour_live:
                     targets[hour_at + i].values[C.ACTIVE] += 1
                 continue
-            if old >= ts:
+            if old >= minute:  # the same minute (most often) or later: no bucket moves
+                if old < ts:
+                    latest[scope] = ts
                 continue
-            scope = scopes[i]
             latest[scope] = ts
             old_minute = old - old % MINUTE_MS
-            if old_minute == minute:
-                continue
             if old_minute >= minute_cut:
                 get((scope, MINUTE_MS, old_minute)).values[C.ACTIVE] -= 1
             if minute_live:
