@@ -217,14 +217,22 @@ class MergedStore:
 
     def update(self, source: int, key: BucketKey, partial: Bucket | None) -> None:
         """Replace the partial of `source` for `key` (idempotent: same value, same sum)."""
-        old = self.partials.pop((source, key), None)
+        stored = self.partials.pop((source, key), None)
         target = self.merged.get(key)
-        if isinstance(old, Bucket):
+        old: Bucket | None = None
+        if isinstance(stored, Bucket):
             self.unpacked -= 1
-            target.merge(old, -1)
-        elif old is not None:
-            target.merge(Bucket.unpack(old), -1)
-        if partial is not None and not partial.is_empty():
+            old = stored
+        elif stored is not None:
+            old = Bucket.unpack(stored)
+        if partial is not None and partial.is_empty():
+            partial = None
+        if old is not None:
+            if partial is not None:
+                target.replace(old, partial)
+            else:
+                target.merge(old, -1)
+        if partial is not None:
             _, width, start = key
             latest = self.latest.setdefault(width, start)
             if start > latest:
@@ -236,7 +244,8 @@ class MergedStore:
                     self.pack_old(pack_cutoffs(self.latest))
             else:
                 self.partials[(source, key)] = partial.pack()
-            target.merge(partial)
+            if old is None:
+                target.merge(partial)
         if target.is_empty():
             del self.merged.buckets[key]
             self.merged.version += 1

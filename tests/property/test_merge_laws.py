@@ -110,6 +110,20 @@ def test_merge_then_unmerge_restores(a: Bucket, b: Bucket) -> None:
     assert zero == Bucket()
 
 
+@given(total=buckets, old=buckets, new=buckets, overlap=buckets)
+def test_replace_is_unmerge_then_merge(
+    total: Bucket, old: Bucket, new: Bucket, overlap: Bucket
+) -> None:
+    # Next versions of a partial share counters and keys with the old one.
+    old.merge(overlap)
+    new.merge(overlap)
+    expected = total.copy()
+    expected.merge(old, -1)
+    expected.merge(new)
+    total.replace(old, new)
+    assert total == expected
+
+
 @given(a=buckets)
 def test_wire_round_trip(a: Bucket) -> None:
     assert Bucket.from_wire(json.loads(json.dumps(a.to_wire()))) == a
