@@ -175,7 +175,7 @@ class UserStage:
             store = part.state.store
             if part.needs_reset:
                 part.needs_reset = False
-                store.dirty.clear()
+                store.clear_dirty()
                 changed: dict[BucketKey, Bucket | None] = dict(store.all_items())
                 reset = True
             else:

@@ -48,7 +48,6 @@ _NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]
 Handler = Callable[[Event, Scopes, "_User", list[Bucket]], None]
-_Targets = tuple[list[Bucket], tuple[BucketKey, ...]]  # buckets and their keys
 _COMBO_CACHE_MAX: Final = 4096
 _TARGETS_CACHE_MAX: Final = 4096
 _NOT_PICKLED: Final = (
@@ -67,6 +66,15 @@ def user_key(user_id: str, name: str) -> str:
 
 def scopes_of(product: str, channel: str, touchpoint: str) -> Scopes:
     return ("all", "product=" + product, "channel=" + channel, "touchpoint=" + touchpoint)
+
+
+@dataclass(slots=True)
+class _Targets:
+    """A cached answer of `PartitionState._targets`."""
+
+    buckets: list[Bucket]
+    keys: tuple[BucketKey, ...]
+    marked: int  # the store's `cleared` when the keys were last marked changed
 
 
 @dataclass(slots=True)
@@ -399,7 +407,8 @@ class PartitionState:
         """The live buckets (every scope, both levels) that an event at `ts` counts in.
 
         Cached per (scopes, minute) until the store drops buckets or the cuts move;
-        every use marks the buckets changed, as `BucketStore.get` does.
+        every use marks the buckets changed, as `BucketStore.get` does, unless they
+        are still marked from an earlier use (the store has cleared nothing since).
         """
         store = self.store
         if self._cache_version != store.version:
@@ -408,8 +417,10 @@ class PartitionState:
         minute = ts - ts % MINUTE_MS
         hit = self._targets_cache.get((scopes, minute))
         if hit is not None:
-            store.mark(hit[1])
-            return hit[0]
+            if hit.marked != store.cleared:  # else the keys are still recorded as changed
+                store.mark(hit.keys)
+                hit.marked = store.cleared
+            return hit.buckets
         keys: list[BucketKey] = []
         minute_cut, hour_cut = self._cuts
         if minute >= minute_cut:
@@ -421,7 +432,7 @@ class PartitionState:
         buckets = [get(key) for key in keys]
         if len(self._targets_cache) >= _TARGETS_CACHE_MAX:
             self._targets_cache.clear()
-        self._targets_cache[(scopes, minute)] = (buckets, tuple(keys))
+        self._targets_cache[(scopes, minute)] = _Targets(buckets, tuple(keys), store.cleared)
         return buckets
 
     def _scope_targets(self, scope: str, ts: int) -> list[Bucket]:

@@ -84,6 +84,9 @@ class BucketStore:
     version: int = field(default=0, compare=False)
     cold: dict[BucketKey, bytes] = field(default_factory=dict)
     touched: set[BucketKey] = field(default_factory=set)  # changed since the last packing
+    # Bumped whenever keys leave `dirty` or `touched`: a caller that marked keys since
+    # the last bump knows they are still recorded (see `PartitionState._targets`).
+    cleared: int = field(default=0, compare=False)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         slots = state[1]
@@ -92,6 +95,7 @@ class BucketStore:
         self.version = slots.get("version", 0)
         self.cold = slots.get("cold", {})
         self.touched = slots.get("touched", set())
+        self.cleared = slots.get("cleared", 0)
 
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
@@ -138,8 +142,13 @@ class BucketStore:
     def take_dirty(self) -> dict[BucketKey, Bucket | None]:
         """The changed buckets since the last call (None: the bucket is gone)."""
         out = {key: self.lookup(key) for key in self.dirty}
-        self.dirty.clear()
+        self.clear_dirty()
         return out
+
+    def clear_dirty(self) -> None:
+        """Forget the changed keys (a caller sends every bucket instead)."""
+        self.dirty.clear()
+        self.cleared += 1
 
     def pack_old(self, before_ms: Mapping[int, int]) -> None:
         """Pack the buckets that start before `before_ms[width]` and were not changed
@@ -155,6 +164,7 @@ class BucketStore:
             if k[1] != ALL_TIME and k[2] < before_ms[k[1]] and k not in touched
         ]
         touched.clear()
+        self.cleared += 1
         if old:
             self.version += 1
         for key in old:
@@ -167,6 +177,7 @@ class BucketStore:
             dead = [k for k in table if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
             if dead:
                 self.version += 1
+                self.cleared += 1
             for key in dead:
                 del table[key]
                 self.dirty.discard(key)

@@ -7,6 +7,7 @@ import pickle
 from cxstream.engine import Bucket, BucketStore, DimensionCap, MergedStore, PartitionState
 from cxstream.engine.store import UntrackedBucketStore, live_cut
 from cxstream.engine.windows import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS
+from cxstream.events import Event
 
 NOW = 1_795_768_200_000  # 2026-11-27T08:30:00Z, minute-aligned
 
@@ -71,3 +72,26 @@ def test_stream_time_moves_the_expiry_cuts_exactly_as_computed_afresh() -> None:
             state = pickle.loads(pickle.dumps(state))
         expected = tuple(live_cut(width, keep, now) for width, keep in LEVELS)
         assert state._cuts == expected, now
+
+
+def test_buckets_changed_through_the_targets_cache_are_reported_after_every_take() -> None:
+    # The cache marks its keys only when the store has cleared some since the last
+    # use: every batch's partials must still carry every bucket the batch changed.
+    state = PartitionState(cap=DimensionCap(50))
+    state.advance(NOW + 50_000)
+
+    def click(n: int) -> None:
+        state.offer(Event(f"e{n}", "click", NOW + n, "u1", None, "web", "web", "home", {}))
+
+    click(1)
+    first = state.store.take_dirty()
+    assert len(first) == 8  # 4 scopes x (minute, hour)
+    for n in (2, 3):  # the same minute and scopes: a cache hit each time
+        click(n)
+        changed = state.store.take_dirty()
+        assert changed.keys() == first.keys()
+        assert all(b is not None and b.values[0] == n for b in changed.values())
+    click(4)
+    state.store.pack_old({MINUTE_MS: NOW - DAY_MS, HOUR_MS: NOW - DAY_MS})  # clears `touched`
+    click(5)
+    assert state.store.touched == set(first)
