@@ -212,7 +212,8 @@ class MergedStore:
     they are old (checked when the unpacked ones have doubled, and on `expire`).
     """
 
-    merged: BucketStore = field(default_factory=BucketStore)
+    # Nobody asks the merged buckets what changed (ScopeStage keeps changed scopes).
+    merged: BucketStore = field(default_factory=UntrackedBucketStore)
     partials: dict[tuple[int, BucketKey], Bucket | bytes] = field(default_factory=dict)
     latest: dict[int, int] = field(default_factory=dict)  # width -> latest bucket start
     unpacked: int = 0
