@@ -15,13 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ sits besi
 import bench.common
 import bench.memory
 import bench.replay
+import bench.stages
 from bench.common import load_events, mixed_lines, percentile, realistic_events, rebase, table
 from bench.freshness import probe_users
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for module in (bench.common, bench.replay, bench.memory):
+    for module in (bench.common, bench.replay, bench.memory, bench.stages):
         monkeypatch.setattr(module, "DATA", tmp_path)
     return tmp_path
 
@@ -31,6 +32,14 @@ def test_replay_benchmark_runs(data_dir: Path) -> None:
     assert result["events"] >= 2000
     assert result["replay_command"]["accepted"] > 1900
     assert result["ratio"] > 0
+
+
+def test_stages_aid_runs_every_event_through_both_stages(data_dir: Path) -> None:
+    msgs, now_ms = bench.stages.messages(3000, 1)
+    assert list(data_dir.glob("stages-3000-1.pickle"))  # made once, then kept
+    _, accepted = bench.stages.run(msgs, now_ms, fetch=4)
+    assert accepted == 3000  # valid events, no duplicates
+    assert {partition for partition, _ in msgs} == set(range(bench.stages.PARTITIONS))
 
 
 def test_replay_benchmark_measures_a_file_of_ones_own(tmp_path: Path) -> None:
