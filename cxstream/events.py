@@ -255,26 +255,30 @@ def parse_timestamp(text: str) -> int:
     if hour_ms is not None:
         tail = _TAIL.fullmatch(text, 13)
         if tail is not None:
-            minute, second, fraction, sign, off_h, off_m = tail.groups()
-            ms = hour_ms + (int(minute) * 60 + int(second)) * 1000
-            if fraction:
-                ms += int((fraction + "000")[:3])
-            if sign is not None:
-                offset_ms = (int(off_h) * 60 + int(off_m)) * 60_000
-                ms += -offset_ms if sign == "+" else offset_ms
-            return ms
-    ms = _parse_timestamp_full(text)
-    if hour_ms is None:
-        if len(_HOUR_MS_OF) >= _HOUR_CACHE_MAX:
-            _HOUR_MS_OF.clear()
-        # Valid as a whole, so its first 13 characters are a valid date and hour.
-        _HOUR_MS_OF[text[:13]] = _hour_start_ms(text)
+            return hour_ms + _in_hour_ms(*tail.groups())
+    return _parse_timestamp_full(text)
+
+
+def _in_hour_ms(
+    minute: str,
+    second: str,
+    fraction: str | None,
+    sign: str | None,
+    off_h: str | None,
+    off_m: str | None,
+) -> int:
+    """From the start of the written hour to the instant: clock time, offset applied.
+
+    The groups of `_TAIL` (or the same of `_RFC3339`), already validated; the
+    offset's are None for `Z`.
+    """
+    ms = (int(minute) * 60 + int(second)) * 1000
+    if fraction:
+        ms += int((fraction + "000")[:3])  # truncated to ms
+    if sign is not None and off_h is not None and off_m is not None:
+        offset_ms = (int(off_h) * 60 + int(off_m)) * 60_000
+        ms += -offset_ms if sign == "+" else offset_ms
     return ms
-
-
-def _hour_start_ms(text: str) -> int:
-    year, month, day, hour = int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13])
-    return (_days_from_civil(year, month, day) * 24 + hour) * 3_600_000
 
 
 def _parse_timestamp_full(text: str) -> int:
@@ -284,21 +288,18 @@ def _parse_timestamp_full(text: str) -> int:
             "bad_timestamp", f"ts: expected an RFC 3339 date-time with offset, got {text!r}"
         )
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    fraction = match.group(7) or ""
     days_in_month = _DAYS_IN_MONTH[month - 1] if 1 <= month <= 12 else 0
     if month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
         days_in_month = 29
-    offset_ms = 0
-    if match.group(8) is None:
-        off_h, off_m = int(match.group(10)), int(match.group(11))
-        if off_h > 23 or off_m > 59:
-            days_in_month = 0  # reported below as an invalid date-time
-        offset_ms = (off_h * 60 + off_m) * 60_000 * (1 if match.group(9) == "+" else -1)
+    if match.group(8) is None and (int(match.group(10)) > 23 or int(match.group(11)) > 59):
+        days_in_month = 0  # an offset out of range: reported below as an invalid date-time
     if not (1 <= day <= days_in_month and hour <= 23 and minute <= 59 and second <= 59):
         raise InvalidEvent("bad_timestamp", f"ts: not a valid date-time: {text!r}")
-    millis = int((fraction + "000")[:3])
-    seconds = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
-    return seconds * 1000 + millis - offset_ms
+    hour_ms = (_days_from_civil(year, month, day) * 24 + hour) * 3_600_000
+    if len(_HOUR_MS_OF) >= _HOUR_CACHE_MAX:
+        _HOUR_MS_OF.clear()
+    _HOUR_MS_OF[text[:13]] = hour_ms  # valid as a whole, so these are its date and hour
+    return hour_ms + _in_hour_ms(*match.group(5, 6, 7, 9, 10, 11))
 
 
 def _type_name(value: Any) -> str:
