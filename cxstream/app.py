@@ -28,6 +28,7 @@ from cxstream.checkpoint import CheckpointStore
 from cxstream.config import Settings
 from cxstream.engine import DimensionCap, evaluate_scope, live_scopes
 from cxstream.errors import CxStreamError
+from cxstream.heap import LongLivedHeap
 from cxstream.intake import Record
 from cxstream.registry import DimensionRegistry, registry_topic_name
 from cxstream.sinks import Published
@@ -191,6 +192,7 @@ class Worker:
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a fetch is applied
     dimensions_started: bool = False
     resume: Resume = field(default_factory=lambda: Resume())
+    heap: LongLivedHeap = field(default_factory=LongLivedHeap)
     on_publish: list[Callable[[list[Published], int], Awaitable[None]]] = field(
         default_factory=list
     )
@@ -573,6 +575,7 @@ def build_worker(settings: Settings, *, registry: CollectorRegistry | None = Non
             if delay > 0:
                 await asyncio.sleep(delay)
             await worker.tick()
+            worker.heap.settle()  # once a tick: the collector skips the state made before
             due = max(due + interval, time.monotonic())
 
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:

@@ -25,10 +25,12 @@ from cxstream.engine import (
 )
 from cxstream.engine.store import UntrackedBucketStore
 from cxstream.events import Event, decode_message
+from cxstream.heap import LongLivedHeap
 
 __all__ = ["ReplayResult", "replay_lines"]
 
 MAX_REPORTED_LINES = 20
+SETTLE_EVERY_LINES = 10_000  # see cxstream/heap.py
 
 
 @dataclass(slots=True)
@@ -66,6 +68,21 @@ def replay_lines(
     )
     if now_ms is not None:
         state.advance(now_ms)
+    heap = LongLivedHeap()
+    try:
+        return _replay(lines, state, now_ms, top_n, progress, heap)
+    finally:
+        heap.release()
+
+
+def _replay(
+    lines: Iterable[bytes],
+    state: PartitionState,
+    now_ms: int | None,
+    top_n: int,
+    progress: IO[str] | None,
+    heap: LongLivedHeap,
+) -> ReplayResult:
     rejected: Counter[str] = Counter()
     result = ReplayResult(report={})
     duplicates = accepted = 0
@@ -74,6 +91,8 @@ def replay_lines(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if number % SETTLE_EVERY_LINES == 0:
+            heap.settle()
         bad_here: list[tuple[str, str]] = []
         for item in decode_message(line.rstrip(b"\r\n"), now_ms):
             if not isinstance(item, Event):
