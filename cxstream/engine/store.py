@@ -87,6 +87,31 @@ class BucketStore:
     # Bumped whenever keys leave `dirty` or `touched`: a caller that marked keys since
     # the last bump knows they are still recorded (see `PartitionState._targets`).
     cleared: int = field(default=0, compare=False)
+    # (width, start) -> the keys with that start in `buckets` or `cold` (and perhaps
+    # some deleted since), so that `expire` looks at starts instead of every key.
+    # Derived: rebuilt on construction and unpickling, not pickled.
+    starts: dict[tuple[int, int], list[BucketKey]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def _index(self) -> None:
+        starts: dict[tuple[int, int], list[BucketKey]] = {}
+        for key in self.all_keys():
+            starts.setdefault((key[1], key[2]), []).append(key)
+        self.starts = starts
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {
+            "buckets": self.buckets,
+            "dirty": self.dirty,
+            "version": self.version,
+            "cold": self.cold,
+            "touched": self.touched,
+            "cleared": self.cleared,
+        }
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         slots = state[1]
@@ -96,6 +121,7 @@ class BucketStore:
         self.cold = slots.get("cold", {})
         self.touched = slots.get("touched", set())
         self.cleared = slots.get("cleared", 0)
+        self._index()
 
     def get(self, key: BucketKey) -> Bucket:
         bucket = self.buckets.get(key)
@@ -108,10 +134,17 @@ class BucketStore:
     def _bring(self, key: BucketKey) -> Bucket:
         """A new bucket at `key`, or the packed one unpacked for good."""
         packed = self.cold.pop(key, None)
-        # Positional: the dataclass's default factories cost a third of a new bucket.
-        bucket = self.buckets[key] = (
-            Bucket([0] * NUM_COUNTERS, {}, {}, {}) if packed is None else Bucket.unpack(packed)
-        )
+        if packed is None:
+            # Positional: the dataclass's default factories cost a third of a new bucket.
+            bucket = self.buckets[key] = Bucket([0] * NUM_COUNTERS, {}, {}, {})
+            start = (key[1], key[2])
+            keys = self.starts.get(start)
+            if keys is None:
+                self.starts[start] = [key]
+            else:
+                keys.append(key)
+        else:
+            bucket = self.buckets[key] = Bucket.unpack(packed)  # indexed when packed
         return bucket
 
     def mark(self, keys: Iterable[BucketKey]) -> None:
@@ -173,15 +206,21 @@ class BucketStore:
     def expire(self, now_ms: int) -> None:
         """Drop buckets no window can cover any more (not reported as dirty)."""
         cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
-        for table in (self.buckets, self.cold):
-            dead = [k for k in table if k[1] != ALL_TIME and k[2] < cuts[k[1]]]
-            if dead:
-                self.version += 1
-                self.cleared += 1
-            for key in dead:
-                del table[key]
-                self.dirty.discard(key)
-                self.touched.discard(key)
+        starts = self.starts
+        dead = [s for s in starts if s[0] != ALL_TIME and s[1] < cuts[s[0]]]
+        if not dead:
+            return
+        buckets, cold, dirty, touched = self.buckets, self.cold, self.dirty, self.touched
+        dropped = False
+        for start in dead:
+            for key in starts.pop(start):
+                if buckets.pop(key, None) is not None or cold.pop(key, None) is not None:
+                    dropped = True
+                    dirty.discard(key)
+                    touched.discard(key)
+        if dropped:
+            self.version += 1
+            self.cleared += 1
 
     def scopes(self) -> set[str]:
         return {key[0] for key in self.all_keys()}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import random
+
+import pytest
 
 from cxstream.engine import Bucket, BucketStore, DimensionCap, MergedStore, PartitionState
 from cxstream.engine.store import UntrackedBucketStore, live_cut
@@ -95,3 +98,51 @@ def test_buckets_changed_through_the_targets_cache_are_reported_after_every_take
     state.store.pack_old({MINUTE_MS: NOW - DAY_MS, HOUR_MS: NOW - DAY_MS})  # clears `touched`
     click(5)
     assert state.store.touched == set(first)
+
+
+def _live(key: tuple[str, int, int], now_ms: int) -> bool:
+    cuts = {width: live_cut(width, keep, now_ms) for width, keep in LEVELS}
+    return key[1] == 0 or key[2] >= cuts[key[1]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_expiry_drops_exactly_the_buckets_before_the_cuts_however_they_got_there(
+    seed: int,
+) -> None:
+    """Buckets made by `get`, packed, unpacked, deleted and made again, passed to the
+    constructor or through pickle: `expire` keeps exactly those no cut has passed."""
+    rng = random.Random(seed)
+    starts = [NOW - rng.randrange(0, 40 * DAY_MS) for _ in range(60)]
+    keys = [
+        (scope, width, start - start % width)
+        for start in starts
+        for scope in ("all", "product=a")
+        for width in (MINUTE_MS, HOUR_MS)
+    ] + [("all", 0, 0)]
+    store = BucketStore(buckets={keys[0]: Bucket()})
+    expected = {keys[0]}
+    now = NOW - 30 * DAY_MS
+    for _ in range(400):
+        op = rng.random()
+        key = rng.choice(keys)
+        if op < 0.6:
+            store.get(key).values[0] += 1
+            expected.add(key)
+        elif op < 0.7:
+            store.pack_old({MINUTE_MS: now - 2 * HOUR_MS, HOUR_MS: now - DAY_MS})
+        elif op < 0.8 and key in store.buckets:
+            # As MergedStore does with a merged bucket that sums to zero (untracked).
+            del store.buckets[key]
+            store.dirty.discard(key)
+            store.touched.discard(key)
+            expected.discard(key)
+        elif op < 0.85:
+            store = pickle.loads(pickle.dumps(store))
+        else:
+            now += rng.randrange(0, 2 * DAY_MS)
+            store.expire(now)
+            expected = {k for k in expected if _live(k, now)}
+        assert set(store.all_keys()) == expected
+        assert store.dirty <= expected and store.touched <= expected
+    store.expire(now + 40 * DAY_MS)
+    assert set(store.all_keys()) == {k for k in expected if k[1] == 0}
