@@ -1,13 +1,15 @@
 """A profiling aid, not one of the benchmarks: the worker's two stages in-process.
 
-    .venv/bin/python -m bench.stages [--events 50000] [--fetch 16]
+    .venv/bin/python -m bench.stages [--events 50000] [--fetch 16] [--settle 5]
 
 The worker benchmark's data (synthetic traffic of the last hours, valid events),
 in 500-event messages per partition as the SDK sends them, handed to stage 1
 (`UserStage`) a fetch of `--fetch` messages at a time, and every partials message
 it makes applied by stage 2 (`ScopeStage`) at once: the CPU work of a worker on a
 backlog, without Kafka, Faust, Redis or the publisher. It prints the seconds the
-stages took. Being one process that only computes, it suits a profiler
+stages took. The long-lived state is frozen every `--settle` fetches (about once a
+second of a worker on a backlog), as the worker's publisher tick does. Being one
+process that only computes, it suits a profiler
 (`py-spy record -- python -m bench.stages`) and instruction counts, which, unlike
 seconds, repeat on a busy machine:
 
@@ -31,6 +33,7 @@ from bench.common import DATA, log
 from bench.worker import backlog
 from cxstream.emit import partition_for
 from cxstream.engine import DEFAULT_CSAT_THRESHOLDS, DimensionCap
+from cxstream.heap import LongLivedHeap
 from cxstream.stages import Batch, ScopePartition, ScopeStage, UserStage
 
 PARTITIONS = 8
@@ -66,8 +69,9 @@ def messages(n: int, seed: int) -> tuple[Messages, int]:
     return out, now
 
 
-def run(msgs: Messages, now_ms: int, fetch: int) -> tuple[float, int]:
+def run(msgs: Messages, now_ms: int, fetch: int, settle: int = 5) -> tuple[float, int]:
     """Seconds for both stages over every message, and the events accepted."""
+    heap = LongLivedHeap()
     stage1 = UserStage(
         cap=DimensionCap(50),
         csat_thresholds=DEFAULT_CSAT_THRESHOLDS,
@@ -81,7 +85,9 @@ def run(msgs: Messages, now_ms: int, fetch: int) -> tuple[float, int]:
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     accepted = 0
     started = time.perf_counter()
-    for i in range(0, len(msgs), fetch):
+    for n, i in enumerate(range(0, len(msgs), fetch), start=1):
+        if n % settle == 0:
+            heap.settle()
         records = []
         for partition, value in msgs[i : i + fetch]:
             offsets[("in", partition)] += 1
@@ -93,7 +99,9 @@ def run(msgs: Messages, now_ms: int, fetch: int) -> tuple[float, int]:
             offsets[("partials", message.partition)] += 1
             offset = offsets[("partials", message.partition)]
             stage2.apply(message.partition, offset, message.value)
-    return time.perf_counter() - started, accepted
+    seconds = time.perf_counter() - started
+    heap.release()
+    return seconds, accepted
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,9 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fetch", type=int, default=16, help="messages per stage-1 call")
+    parser.add_argument("--settle", type=int, default=5, help="fetches between heap freezes")
     args = parser.parse_args(argv)
     msgs, now_ms = messages(args.events, args.seed)
-    seconds, accepted = run(msgs, now_ms, args.fetch)
+    seconds, accepted = run(msgs, now_ms, args.fetch, args.settle)
     print(
         f"stages 1 + 2: {accepted:,} events accepted in {seconds:.2f} s "
         f"({accepted / seconds:,.0f} events/s, {len(msgs):,} messages)"
