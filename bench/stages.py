@@ -93,7 +93,9 @@ def run(msgs: Messages, now_ms: int, fetch: int, settle: int = 5) -> tuple[float
             offsets[("in", partition)] += 1
             records.append(("cx.interactions", partition, offsets[("in", partition)], value))
         batch = Batch()
-        stage1.process(records, now_ms, batch)
+        decoded = stage1.decode(records, now_ms, batch)
+        stage1.new_dimension_values(decoded)  # the worker's claims (not sent here)
+        stage1.apply(decoded, now_ms, batch)
         accepted += len(batch.accepted)
         for message in stage1.partials():
             offsets[("partials", message.partition)] += 1

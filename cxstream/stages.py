@@ -133,11 +133,15 @@ class UserStage:
     def new_dimension_values(self, decoded: Iterable[Decoded]) -> list[tuple[str, str]]:
         """Capped values that decoded, not yet seen events would claim, in order."""
         claims: list[tuple[str, str]] = []
+        unknown = self.cap.unknown
         for _, partition, _, items in decoded:
             state = self.partitions[partition].state
             for item in items:
-                if isinstance(item, Event) and not state.has_seen(item):
-                    claims.extend(self.cap.unknown(capped_values(item)))
+                # Most values are known: the duplicate check only for those that are not.
+                if isinstance(item, Event):
+                    new = unknown(capped_values(item))
+                    if new and not state.has_seen(item):
+                        claims.extend(new)
         return list(dict.fromkeys(claims))
 
     def apply(self, decoded: Iterable[Decoded], now_ms: int, batch: Batch) -> None:
