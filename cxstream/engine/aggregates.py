@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import marshal
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import ne
 from typing import Any, Final
 
 __all__ = ["COUNTER_NAMES", "NUM_COUNTERS", "Bucket", "C"]
@@ -39,6 +41,7 @@ COUNTER_NAMES: Final = (
     "steps_n", "steps_sum", "steps_sumsq",
 )  # fmt: skip
 NUM_COUNTERS: Final = len(COUNTER_NAMES)
+_INDEXES: Final = range(NUM_COUNTERS)
 
 
 class C:
@@ -109,10 +112,9 @@ class Bucket:
 
     def merge(self, other: Bucket, sign: int = 1) -> None:
         """Add `other` into this bucket (`sign=-1` subtracts it)."""
-        values = self.values
-        for i, value in enumerate(other.values):
-            if value:
-                values[i] += sign * value
+        values, theirs = self.values, other.values
+        for i in compress(_INDEXES, theirs):  # the non-zero ones, found in C
+            values[i] += sign * theirs[i]
         if other.pages:
             _merge_counts(self.pages, other.pages, sign)
         if other.exits:
@@ -124,9 +126,11 @@ class Bucket:
         """`merge(old, -1)` then `merge(new)` in one pass: stage 2 replacing a partial
         with its next version, which mostly differs in a few counters."""
         values = self.values
-        for i, (before, after) in enumerate(zip(old.values, new.values, strict=True)):
-            if before != after:
-                values[i] += after - before
+        before, after = old.values, new.values
+        # The counters that differ are found in C; only those are touched, so a float
+        # sum is not rounded by adding and taking back a value that did not change.
+        for i in compress(_INDEXES, map(ne, before, after)):
+            values[i] += after[i] - before[i]
         if old.pages or new.pages:
             _replace_counts(self.pages, old.pages, new.pages)
         if old.exits or new.exits:
@@ -157,7 +161,8 @@ class Bucket:
         A bucket object with its list and dicts takes about 1.1 KB; most of its
         counters are zero, so only the others are written (about a quarter of that).
         """
-        sparse = {i: value for i, value in enumerate(self.values) if value}
+        values = self.values
+        sparse = dict(compress(enumerate(values), values))
         return marshal.dumps((sparse, self.pages, self.exits, self.features))
 
     @classmethod
