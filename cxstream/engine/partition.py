@@ -47,11 +47,14 @@ SWEEP_STATE_EVERY_MS: Final = DAY_MS
 _NEVER: Final = -(2**63)
 
 Scopes = tuple[str, str, str, str]
-Handler = Callable[[Event, Scopes, "_User", list[Bucket]], None]
+# A handler of one event type, called with the state (a plain function, not a bound
+# method: a table of bound methods would make every state a reference cycle, which
+# only the cyclic collector frees - see cxstream/heap.py).
+Handler = Callable[["PartitionState", Event, Scopes, "_User", list[Bucket]], None]
 _COMBO_CACHE_MAX: Final = 4096
 _TARGETS_CACHE_MAX: Final = 4096
 _NOT_PICKLED: Final = (
-    "_dispatch", "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings",
+    "_combo_cap", "_combos", "_targets_cache", "_cache_version", "_strings",
     "_pack_at", "_cuts_until",
 )  # fmt: skip
 
@@ -153,7 +156,6 @@ class PartitionState:
         self._init_caches()
 
     def _init_caches(self) -> None:
-        self._dispatch = self._build_dispatch()
         self._combo_cap: DimensionCap | None = None
         self._combos: dict[tuple[str, str, str], Scopes] = {}
         self._strings: dict[str, str] = {}
@@ -162,28 +164,8 @@ class PartitionState:
         self._pack_at = next_pack_at(0) if self.pack_buckets else sys.maxsize
         self._cuts_until = _NEVER  # stream time from which `_cuts` may have moved
 
-    def _build_dispatch(self) -> dict[str, Handler]:
-        return {
-            "page_view": self._page_view,
-            "page_leave": self._page_leave,
-            "impression": self._counter(C.IMPRESSIONS),
-            "click": self._counter(C.CLICKS),
-            "feature_used": self._feature_used,
-            "signup": self._signup,
-            "subscription_started": self._subscription(C.SUBS_STARTED),
-            "subscription_cancelled": self._subscription(C.SUBS_CANCELLED),
-            "support_ticket_opened": self._counter(C.TICKETS_OPENED),
-            "support_ticket_resolved": self._ticket_resolved,
-            "task_completed": self._task_completed,
-            "task_failed": self._counter(C.TASKS_FAILED),
-            "nps": self._nps,
-            "csat": self._csat,
-            "ces": self._ces,
-        }
-
     def __getstate__(self) -> dict[str, Any]:
-        # The dispatch table holds closures, which do not pickle; it and the caches
-        # are rebuilt. The per-user tables (millions of small objects) are written
+        # The caches are rebuilt. The per-user tables (millions of small objects) are written
         # as one marshal blob each: a checkpoint is taken before every offset commit,
         # and pickling them object by object takes several times longer.
         state = dict(self.__dict__)
@@ -401,7 +383,7 @@ class PartitionState:
             user.last = ts
         targets = self._targets(scopes, ts)
         self._touch_active(user, scopes, ts, targets)
-        self._dispatch[event.type](event, scopes, user, targets)
+        _HANDLERS[event.type](self, event, scopes, user, targets)
 
     def _targets(self, scopes: Scopes, ts: int) -> list[Bucket]:
         """The live buckets (every scope, both levels) that an event at `ts` counts in.
@@ -562,27 +544,6 @@ class PartitionState:
 
     # -- per type -----------------------------------------------------------------
     # Each handler gets the event's live buckets and counts the event in them too.
-
-    def _counter(self, index: int) -> Handler:
-        def handle(event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
-            for bucket in targets:
-                v = bucket.values
-                v[C.EVENTS] += 1
-                v[index] += 1
-
-        return handle
-
-    def _subscription(self, index: int) -> Handler:
-        def handle(event: Event, scopes: Scopes, user: _User, targets: list[Bucket]) -> None:
-            for bucket in targets:
-                v = bucket.values
-                v[C.EVENTS] += 1
-                v[index] += 1
-            # All-time state: active subscribers count events of any age.
-            for scope in scopes:
-                self.store.get((scope, ALL_TIME, 0)).values[index] += 1
-
-        return handle
 
     @staticmethod
     def _moments(targets: list[Bucket], pairs: Iterable[tuple[int, int, int, Any]]) -> None:
@@ -855,6 +816,52 @@ class PartitionState:
                 exits[exit_page] = total
             else:
                 del exits[exit_page]
+
+
+def _counter(index: int) -> Handler:
+    def handle(
+        state: PartitionState, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
+    ) -> None:
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[index] += 1
+
+    return handle
+
+
+def _subscription(index: int) -> Handler:
+    def handle(
+        state: PartitionState, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
+    ) -> None:
+        for bucket in targets:
+            v = bucket.values
+            v[C.EVENTS] += 1
+            v[index] += 1
+        # All-time state: active subscribers count events of any age.
+        for scope in scopes:
+            state.store.get((scope, ALL_TIME, 0)).values[index] += 1
+
+    return handle
+
+
+_HANDLERS: Final[dict[str, Handler]] = {
+    "page_view": PartitionState._page_view,
+    "page_leave": PartitionState._page_leave,
+    "impression": _counter(C.IMPRESSIONS),
+    "click": _counter(C.CLICKS),
+    "feature_used": PartitionState._feature_used,
+    "signup": PartitionState._signup,
+    "subscription_started": _subscription(C.SUBS_STARTED),
+    "subscription_cancelled": _subscription(C.SUBS_CANCELLED),
+    "support_ticket_opened": _counter(C.TICKETS_OPENED),
+    "support_ticket_resolved": PartitionState._ticket_resolved,
+    "task_completed": PartitionState._task_completed,
+    "task_failed": _counter(C.TASKS_FAILED),
+    "nps": PartitionState._nps,
+    "csat": PartitionState._csat,
+    "ces": PartitionState._ces,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,14 @@ import gc
 import weakref
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
+from cxstream.engine import DimensionCap, MergedStore
+from cxstream.generate import generate_events
 from cxstream.heap import LongLivedHeap
 from cxstream.replay import SETTLE_EVERY_LINES, replay_lines
+from cxstream.stages import Batch, ScopePartition, ScopeStage, UserStage
 
 
 class _Node:
@@ -84,3 +88,42 @@ def test_replay_settles_while_it_runs_and_releases_at_the_end() -> None:
     assert gc.get_freeze_count() == 0
     assert result.report["accepted"] == SETTLE_EVERY_LINES + 2
     assert result.report["windows"]["30d"]["all"]["events"] == SETTLE_EVERY_LINES + 2
+
+
+def test_a_dropped_partition_state_is_freed_by_reference_counting_alone() -> None:
+    """Frozen state that forms a cycle would stay until the next full collection
+    (up to 10 minutes): a partition moved to another worker must go at once."""
+    now = 1_790_000_000_000
+    events = list(
+        generate_events(seed=3, start_ms=now - 600_000, duration_s=600, rate=20, users=50)
+    )
+    assert len({e["type"] for e in events}) >= 8
+    lines = [orjson.dumps(e) for e in events]
+    stage1 = UserStage(
+        cap=DimensionCap(), csat_thresholds={5: 4, 7: 6, 10: 8}, dedupe_horizon_ms=3_600_000,
+        partials_partitions=2,
+    )  # fmt: skip
+    stage1.adopt(stage1.new_partition(0, 1), 1)
+    stage2 = ScopeStage()
+    stage2.partitions[0] = ScopePartition(0)
+    stage2.partitions[1] = ScopePartition(1)
+    batch = Batch()
+    stage1.process([("in", 0, i, line) for i, line in enumerate(lines)], now, batch)
+    assert len(batch.accepted) > 1000
+    for offset, message in enumerate(stage1.partials()):
+        stage2.apply(message.partition, offset, message.value)
+    user_part, scope_part = stage1.partitions.pop(0), stage2.partitions.pop(0)
+    ref = weakref.ref(user_part.state)
+    gc.disable()
+    try:
+        merged_before = _count(MergedStore)
+        del user_part, scope_part
+        assert ref() is None
+        assert _count(MergedStore) == merged_before - 1
+    finally:
+        gc.enable()
+
+
+def _count(cls: type) -> int:
+    """Live instances of `cls` that the collector tracks."""
+    return sum(1 for obj in gc.get_objects() if type(obj) is cls)
