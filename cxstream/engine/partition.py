@@ -831,13 +831,12 @@ def _counter(index: int) -> Handler:
 
 
 def _subscription(index: int) -> Handler:
+    count = _counter(index)
+
     def handle(
         state: PartitionState, event: Event, scopes: Scopes, user: _User, targets: list[Bucket]
     ) -> None:
-        for bucket in targets:
-            v = bucket.values
-            v[C.EVENTS] += 1
-            v[index] += 1
+        count(state, event, scopes, user, targets)
         # All-time state: active subscribers count events of any age.
         for scope in scopes:
             state.store.get((scope, ALL_TIME, 0)).values[index] += 1
