@@ -9,7 +9,7 @@ window is computed one way whatever drove the engine.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from cxstream.engine.aggregates import NUM_COUNTERS, Bucket, C
@@ -104,14 +104,9 @@ class BucketStore:
         self.starts = starts
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
-        return None, {
-            "buckets": self.buckets,
-            "dirty": self.dirty,
-            "version": self.version,
-            "cold": self.cold,
-            "touched": self.touched,
-            "cleared": self.cleared,
-        }
+        # Every field but the derived ones (not in __init__), as the default pickling
+        # of a slotted object would give them.
+        return None, {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         slots = state[1]
