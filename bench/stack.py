@@ -220,8 +220,10 @@ class Stack:
         self.broker.stop()
         self.tmp.cleanup()
 
-    def topics(self, name: str, *, publish_interval_s: float = 1.0) -> tuple[dict[str, str], Path]:
-        """A fresh set of topics (created) and a worker config naming them."""
+    def topics(
+        self, name: str, *, publish_interval_s: float = 1.0, partitions: int = PARTITIONS
+    ) -> tuple[dict[str, str], Path]:
+        """A fresh set of topics (created), `partitions` each, and a worker config naming them."""
         self._n += 1
         prefix = f"bench{self._n}-{name}"
         topics = {
@@ -234,7 +236,7 @@ class Stack:
         config.write_text(
             yaml.safe_dump(
                 {
-                    "topics": {**topics, "partitions": PARTITIONS},
+                    "topics": {**topics, "partitions": partitions},
                     "publish": {"interval_s": publish_interval_s},
                 }
             )
@@ -243,7 +245,7 @@ class Stack:
         asyncio.run(
             ensure_topics(
                 self.broker.bootstrap,
-                {**{t: PARTITIONS for t in topics.values()}, f"{app_id}-partials": PARTITIONS},
+                {**{t: partitions for t in topics.values()}, f"{app_id}-partials": partitions},
             )
         )
         return {**topics, "app_id": app_id}, config

@@ -1,6 +1,6 @@
 """A profiling aid, not one of the benchmarks: the worker's two stages in-process.
 
-    .venv/bin/python -m bench.stages [--events 50000] [--fetch 16] [--settle 5]
+    .venv/bin/python -m bench.stages [--events 50000] [--fetch 16] [--settle 5] [--partitions 8]
 
 The worker benchmark's data (synthetic traffic of the last hours, valid events),
 in 500-event messages per partition as the SDK sends them, handed to stage 1
@@ -43,9 +43,10 @@ DEDUPE_HORIZON_MS = 7 * 86_400_000
 Messages = list[tuple[int, bytes]]
 
 
-def messages(n: int, seed: int) -> tuple[Messages, int]:
+def messages(n: int, seed: int, partitions: int = PARTITIONS) -> tuple[Messages, int]:
     """(partition, message) in about the order they were sent, and stream time after them."""
-    path = DATA / f"stages-{n}-{seed}.pickle"
+    suffix = "" if partitions == PARTITIONS else f"-p{partitions}"
+    path = DATA / f"stages-{n}-{seed}{suffix}.pickle"
     if path.exists():
         with open(path, "rb") as handle:
             kept: tuple[Messages, int] = pickle.load(handle)
@@ -54,7 +55,7 @@ def messages(n: int, seed: int) -> tuple[Messages, int]:
     events = backlog(n, seed)
     by_partition: dict[int, list[dict[str, object]]] = defaultdict(list)
     for event in events:
-        by_partition[partition_for(str(event["user_id"]), PARTITIONS)].append(event)
+        by_partition[partition_for(str(event["user_id"]), partitions)].append(event)
     # The partitions' messages interleaved, each partition's in time order.
     chunks = sorted(
         (i, partition, evs[i : i + MESSAGE_EVENTS])
@@ -69,17 +70,19 @@ def messages(n: int, seed: int) -> tuple[Messages, int]:
     return out, now
 
 
-def run(msgs: Messages, now_ms: int, fetch: int, settle: int = 5) -> tuple[float, int]:
+def run(
+    msgs: Messages, now_ms: int, fetch: int, settle: int = 5, partitions: int = PARTITIONS
+) -> tuple[float, int]:
     """Seconds for both stages over every message, and the events accepted."""
     heap = LongLivedHeap()
     stage1 = UserStage(
         cap=DimensionCap(50),
         csat_thresholds=DEFAULT_CSAT_THRESHOLDS,
         dedupe_horizon_ms=DEDUPE_HORIZON_MS,
-        partials_partitions=PARTITIONS,
+        partials_partitions=partitions,
     )
     stage2 = ScopeStage()
-    for p in range(PARTITIONS):
+    for p in range(partitions):
         stage1.adopt(stage1.new_partition(p, 1), 1)
         stage2.partitions[p] = ScopePartition(p)
     offsets: dict[tuple[str, int], int] = defaultdict(int)
@@ -112,9 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fetch", type=int, default=16, help="messages per stage-1 call")
     parser.add_argument("--settle", type=int, default=5, help="fetches between heap freezes")
+    parser.add_argument(
+        "--partitions", type=int, default=PARTITIONS, help="partitions of every topic"
+    )
     args = parser.parse_args(argv)
-    msgs, now_ms = messages(args.events, args.seed)
-    seconds, accepted = run(msgs, now_ms, args.fetch, args.settle)
+    if args.partitions < 1:
+        parser.error("--partitions must be at least 1")
+    msgs, now_ms = messages(args.events, args.seed, args.partitions)
+    seconds, accepted = run(msgs, now_ms, args.fetch, args.settle, args.partitions)
     print(
         f"stages 1 + 2: {accepted:,} events accepted in {seconds:.2f} s "
         f"({accepted / seconds:,.0f} events/s, {len(msgs):,} messages)"

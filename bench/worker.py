@@ -52,6 +52,7 @@ from bench.common import (
     write_result,
 )
 from bench.stack import (
+    PARTITIONS,
     Stack,
     bare_consume,
     send_with_emitter,
@@ -196,6 +197,58 @@ def run_scale(stack: Stack, events: list[Event], shown: int, workers: int) -> di
     return got
 
 
+def run_mode(
+    stack: Stack,
+    events: list[Event],
+    shown: int,
+    mode: str,
+    partitions: int,
+    no_naive: bool,
+    rows: list[tuple[Any, ...]],
+    label: str,
+) -> dict[str, Any]:
+    """One mode on topics of `partitions` partitions: the backlog sent, the bare
+    consumer, the naive agent (single mode), the worker; rows added to the table."""
+    topics, config = stack.topics(mode, partitions=partitions)
+    sent = asyncio.run(
+        send_with_emitter(stack.broker.bootstrap, events, topics, batch=mode == "batched")
+    )
+    log(
+        f"{label}: sent {sent['events']:,} events in {sent['messages']:,} messages "
+        f"({sent['seconds']:.1f} s); the SDK refused {sent['refused']:,}"
+    )
+    n = sent["events"]
+    bare = run_bare(stack, topics, n)
+    entry: dict[str, Any] = {"mode": mode, "partitions": partitions, "sent": sent, "bare": bare}
+    if mode == "single" and not no_naive:
+        entry["naive_faust"] = run_naive(stack, topics, n)
+    entry["worker"] = worker = run_worker(stack, topics, config, n, shown)
+    entry["ratio"] = worker["events_per_s"] / bare["events_per_s"]
+    runs = [("bare aiokafka consumer", bare), ("naive Faust agent", entry.get("naive_faust"))]
+    runs.append(("cxstream worker", worker))
+    for name, run in runs:
+        if run is not None:
+            ratio = run["events_per_s"] / bare["events_per_s"]
+            rows.append(
+                (f"{label}: {name}", sent["messages"], run["seconds"], run["events_per_s"], ratio)
+            )
+    if "naive_faust" in entry:
+        entry["vs_naive"] = worker["events_per_s"] / entry["naive_faust"]["events_per_s"]
+    return entry
+
+
+def partition_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers such as 1,2,4,8, got {text!r}"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("partitions must be at least 1")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
@@ -208,6 +261,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--rebase", action="store_true", help="with --data: move its events to the last hours"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=partition_counts,
+        default=[PARTITIONS],
+        help=f"partitions per topic, or a list such as 1,2,4,8 to run each (default {PARTITIONS})",
     )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -231,54 +290,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "modes": {},
     }
     rows = []
+    several = len(args.partitions) > 1
     with Stack() as stack:
-        for mode in modes:
-            topics, config = stack.topics(mode)
-            sent = asyncio.run(
-                send_with_emitter(stack.broker.bootstrap, events, topics, batch=mode == "batched")
-            )
-            log(
-                f"{mode}: sent {sent['events']:,} events in {sent['messages']:,} messages "
-                f"({sent['seconds']:.1f} s); the SDK refused {sent['refused']:,}"
-            )
-            n = sent["events"]
-            bare = run_bare(stack, topics, n)
-            entry: dict[str, Any] = {"sent": sent, "bare": bare}
-            if mode == "single" and not args.no_naive:
-                entry["naive_faust"] = run_naive(stack, topics, n)
-            entry["worker"] = worker = run_worker(stack, topics, config, n, shown)
-            entry["ratio"] = worker["events_per_s"] / bare["events_per_s"]
-            rows.append(
-                (
-                    f"{mode}: bare aiokafka consumer",
-                    sent["messages"],
-                    bare["seconds"],
-                    bare["events_per_s"],
-                    1.0,
-                )
-            )
-            if "naive_faust" in entry:
-                naive = entry["naive_faust"]
-                entry["vs_naive"] = worker["events_per_s"] / naive["events_per_s"]
-                rows.append(
-                    (
-                        f"{mode}: naive Faust agent",
-                        sent["messages"],
-                        naive["seconds"],
-                        naive["events_per_s"],
-                        naive["events_per_s"] / bare["events_per_s"],
-                    )
-                )
-            rows.append(
-                (
-                    f"{mode}: cxstream worker",
-                    sent["messages"],
-                    worker["seconds"],
-                    worker["events_per_s"],
-                    entry["ratio"],
-                )
-            )
-            result["modes"][mode] = entry
+        for partitions in args.partitions:
+            for mode in modes:
+                label = f"{mode}, {partitions} partitions" if several else mode
+                entry = run_mode(stack, events, shown, mode, partitions, args.no_naive, rows, label)
+                result["modes"][label] = entry
         if args.scale:
             scale = {w: run_scale(stack, events, shown, w) for w in (1, 2)}
             result["scale"] = scale
@@ -294,11 +312,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
     print(table(("run", "messages", "seconds", "events/s", "÷ bare"), rows))
     print()
-    for mode, entry in result["modes"].items():
-        target = TARGETS[mode]
+    for label, entry in result["modes"].items():
+        target = TARGETS[entry["mode"]]
         met = entry["ratio"] >= target
         entry["target"], entry["met"] = target, met
-        line = f"{mode}: worker ÷ bare = {entry['ratio']:.3f} (target ≥ {target}: "
+        line = f"{label}: worker ÷ bare = {entry['ratio']:.3f} (target ≥ {target}: "
         line += "met)" if met else "NOT met)"
         if "vs_naive" in entry:
             ok = entry["vs_naive"] >= TARGETS["single_vs_naive"]

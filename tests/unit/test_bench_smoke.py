@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import bench.common
 import bench.memory
 import bench.replay
 import bench.stages
+import bench.worker
 from bench.common import load_events, mixed_lines, percentile, realistic_events, rebase, table
 from bench.freshness import probe_users
 
@@ -40,6 +42,22 @@ def test_stages_aid_runs_every_event_through_both_stages(data_dir: Path) -> None
     _, accepted = bench.stages.run(msgs, now_ms, fetch=4)
     assert accepted == 3000  # valid events, no duplicates
     assert {partition for partition, _ in msgs} == set(range(bench.stages.PARTITIONS))
+
+
+def test_stages_aid_runs_on_other_partition_counts(data_dir: Path) -> None:
+    msgs, now_ms = bench.stages.messages(3000, 1, partitions=3)
+    assert list(data_dir.glob("stages-3000-1-p3.pickle"))
+    assert {partition for partition, _ in msgs} == {0, 1, 2}
+    _, accepted = bench.stages.run(msgs, now_ms, fetch=4, partitions=3)
+    assert accepted == 3000
+
+
+def test_worker_benchmark_takes_a_list_of_partition_counts() -> None:
+    assert bench.worker.partition_counts("8") == [8]
+    assert bench.worker.partition_counts("1,2,16") == [1, 2, 16]
+    for bad in ("0", "2,x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.worker.partition_counts(bad)
 
 
 def test_replay_benchmark_measures_a_file_of_ones_own(tmp_path: Path) -> None:
