@@ -18,10 +18,20 @@ from typing import Any
 import orjson
 
 from cxstream.engine import DimensionCap
+from cxstream.errors import CxStreamError
 
-__all__ = ["DimensionRegistry", "registry_topic_name"]
+__all__ = ["DimensionRegistry", "RegistryError", "registry_topic_name"]
 
 log = logging.getLogger("cxstream.registry")
+
+CLAIM_TIMEOUT_S = 60.0
+# A claim that waits this long says so in the log: events wait with it, and a
+# worker that processes nothing and logs nothing would leave an operator guessing.
+WAIT_WARNING_S = 10.0
+
+
+class RegistryError(CxStreamError):
+    """The registry cannot confirm a claim: events cannot be capped consistently."""
 
 
 def registry_topic_name(app_id: str) -> str:
@@ -80,20 +90,38 @@ class DimensionRegistry:
             await self._producer.stop()
 
     async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        dimension, value = orjson.loads(record.value)
-                    except (orjson.JSONDecodeError, TypeError, ValueError):
-                        dimension = ""
-                    if dimension:
-                        self.cap.restore(dimension, [value])
-                    self.position = record.offset + 1
-            if batches:
-                async with self._advanced:
-                    self._advanced.notify_all()
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            dimension, value = orjson.loads(record.value)
+                        except (orjson.JSONDecodeError, TypeError, ValueError):
+                            dimension = ""
+                        if dimension:
+                            self.cap.restore(dimension, [value])
+                        self.position = record.offset + 1
+                if batches:
+                    async with self._advanced:
+                        self._advanced.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("dimension registry: reading %s stopped: %r", self.topic, exc)
+            raise
+        finally:
+            # Whoever waits for a claim must not wait for a reader that is gone.
+            async with self._advanced:
+                self._advanced.notify_all()
+
+    def _reader_gone(self) -> BaseException | None:
+        task = self._task
+        if task is None or not task.done():
+            return None
+        if task.cancelled():
+            return asyncio.CancelledError()
+        return task.exception() or RegistryError("the reader ended")
 
     async def _append(self, pairs: Sequence[tuple[str, str]]) -> None:
         last = None
@@ -104,10 +132,34 @@ class DimensionRegistry:
         if last is None:
             return
         offset = (await last).offset
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         async with self._advanced:
-            await asyncio.wait_for(
-                self._advanced.wait_for(lambda: self.position > offset), timeout=60
-            )
+            while self.position <= offset:
+                gone = self._reader_gone()
+                if gone is not None:
+                    raise RegistryError(
+                        f"dimension registry: cannot read {self.topic} back ({gone!r})"
+                    ) from gone
+                waited = loop.time() - started
+                if waited >= CLAIM_TIMEOUT_S:
+                    raise RegistryError(
+                        f"dimension registry: offset {offset} of {self.topic} not read back "
+                        f"in {CLAIM_TIMEOUT_S:.0f} s (read up to {self.position})"
+                    )
+                try:
+                    await asyncio.wait_for(
+                        self._advanced.wait(), min(WAIT_WARNING_S, CLAIM_TIMEOUT_S - waited)
+                    )
+                except TimeoutError:
+                    log.warning(
+                        "dimension registry: waited %.0f s for offset %d of %s to be read "
+                        "back (read up to %d); events wait for it",
+                        loop.time() - started,
+                        offset,
+                        self.topic,
+                        self.position,
+                    )
 
     async def claim(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Claim new values; on return the cap holds the deployment's decision."""
