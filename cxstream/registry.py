@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -23,6 +23,7 @@ from cxstream.errors import CxStreamError
 __all__ = ["DimensionRegistry", "RegistryError", "registry_topic_name"]
 
 log = logging.getLogger("cxstream.registry")
+T = TypeVar("T")
 
 CLAIM_TIMEOUT_S = 60.0
 # A claim that waits this long says so in the log: events wait with it, and a
@@ -64,7 +65,7 @@ class DimensionRegistry:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **self.security)
-        await self._producer.start()
+        await self._patiently("connecting its producer", self._producer.start())
         # A claim waits for its own write to be read back: a short fetch wait bounds
         # that on brokers that hold a fetch for its whole wait even when data arrives.
         self._consumer = AIOKafkaConsumer(
@@ -73,13 +74,33 @@ class DimensionRegistry:
             fetch_max_wait_ms=100,
             **self.security,
         )
-        await self._consumer.start()
+        await self._patiently("connecting its consumer", self._consumer.start())
         tp = TopicPartition(self.topic, 0)
         self._consumer.assign([tp])
-        await self._consumer.seek_to_beginning(tp)
+        await self._patiently("finding the start of the log", self._consumer.seek_to_beginning(tp))
         self._task = asyncio.create_task(self._read())
         # A marker written now and read back proves the whole log before it was read.
         await self._append([("", "")])
+
+    async def _patiently(self, what: str, step: Awaitable[T]) -> T:
+        """Await a step of start-up, saying so every WAIT_WARNING_S while it waits
+        (the clients time out on their own)."""
+        task = asyncio.ensure_future(step)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=WAIT_WARNING_S)
+                if done:
+                    return task.result()
+                log.warning(
+                    "dimension registry: %s for %s has taken %.0f s; events wait for it",
+                    what,
+                    self.topic,
+                    loop.time() - started,
+                )
+        finally:
+            task.cancel()  # only if this wait itself is cancelled
 
     async def stop(self) -> None:
         if self._task is not None:

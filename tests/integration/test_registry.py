@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -10,7 +11,7 @@ from aiokafka import TopicPartition
 
 from cxstream import registry as registry_module
 from cxstream.engine import DimensionCap
-from cxstream.kafka import ensure_topics
+from cxstream.kafka import ensure_topics, free_port
 from cxstream.registry import DimensionRegistry, RegistryError, registry_topic_name
 
 from infra import wait_for
@@ -71,3 +72,36 @@ async def test_a_claim_fails_at_once_with_the_reason_when_the_reader_is_gone(
         assert loop.time() - started < registry_module.CLAIM_TIMEOUT_S / 2
     finally:
         await registry.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_start_that_hangs_on_a_silent_broker_says_so(
+    app_id: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry_module, "WAIT_WARNING_S", 0.2)
+    caplog.set_level(logging.WARNING, logger="cxstream.registry")
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", free_port())
+    port = server.sockets[0].getsockname()[1]
+    registry = DimensionRegistry(f"127.0.0.1:{port}", registry_topic_name(app_id), DimensionCap(3))
+    start = asyncio.create_task(registry.start())
+    try:
+        await wait_for(
+            lambda: any("connecting its producer" in r.getMessage() for r in caplog.records),
+            timeout=30,
+        )
+        assert not start.done()
+        assert registry.topic in caplog.records[-1].getMessage()
+    finally:
+        start.cancel()
+        with contextlib.suppress(BaseException):
+            await start
+        await registry.stop()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
