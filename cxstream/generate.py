@@ -31,7 +31,6 @@ __all__ = [
     "rfc3339",
 ]
 
-import bisect
 import copy
 import heapq
 import json
@@ -586,8 +585,6 @@ class _Simulation:
         self.next_ticket = 0
         self.sessions = 0
         self.pushed = 0
-        self.starts_ms: list[int] = []  # subscription starts at or after the start
-        self.cancels = 0  # cancellations at or after the start
         self._populate()
 
     # -- population ------------------------------------------------------
@@ -729,7 +726,7 @@ class _Simulation:
         for page, leave in zip(pages, leaves, strict=True):
             if page == "/checkout":
                 self._checkout(visit, leave)
-            elif page.startswith("/account") and user.subscribed and rng.random() < 0.08:
+            elif page.startswith("/account") and user.subscribed and rng.random() < 0.004:
                 self._cancel(visit, t, leave)
             elif page == "/support" and rng.random() < 0.35:
                 self._ticket(visit, leave)
@@ -918,28 +915,24 @@ class _Simulation:
                 stage="decision",
             )
             user.subscribed = True
-            user.subscribed_ms = started
-            if started >= self.model.start_ms:
-                bisect.insort(self.starts_ms, started)
+            # A start before the run (in its warm-up) is not in the output: like the
+            # subscribers from before the run, that subscription is not cancelled.
+            user.subscribed_ms = started if started >= self.model.start_ms else None
         if rng.random() < 0.3:
             answered = ts + rng.lognormvariate(math.log(40_000), 0.7)
             self._csat(visit, answered, "checkout", visit.channel, 0.87 if ok else 0.35)
 
     def _cancel(self, visit: _Visit, t: int, ts: float) -> None:
-        """Cancel a subscription, keeping started − cancelled ≥ 0 over the output.
+        """Cancel a subscription that started in this run's output.
 
-        The population starts with subscribers whose subscription_started lies
-        before the run; cancelling them is realistic, but a replay of the output
-        alone would then count fewer than zero active subscribers. So a
-        cancellation needs as many starts emitted before its session as there
-        were cancellations.
+        Active subscribers and churn are computed from the output alone, so a
+        cancellation of a subscription whose start is not in it (one from before the
+        run) would be churn of subscribers nobody counted: a short run would show
+        more cancellations than subscribers. Subscribers from before the run stay.
         """
         user = visit.user
-        if user.subscribed_ms is not None and user.subscribed_ms >= t:
-            return  # started in a session still under way
-        emitted_starts = bisect.bisect_right(self.starts_ms, t)
-        if ts >= self.model.start_ms and emitted_starts - self.cancels < 1:
-            return
+        if user.subscribed_ms is None or user.subscribed_ms >= t:
+            return  # no start in the output, or one in a session still under way
         props: dict[str, object] = {}
         if self.rng.random() < 0.8:
             props["reason"] = self.rng.choice(_CANCEL_REASONS)
@@ -948,8 +941,6 @@ class _Simulation:
         )
         user.subscribed = False
         user.subscribed_ms = None
-        if ts >= self.model.start_ms:
-            self.cancels += 1
 
     def _ticket(self, visit: _Visit, ts: float) -> None:
         rng = self.rng
