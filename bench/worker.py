@@ -229,9 +229,9 @@ def run_mode(
     for name, run in runs:
         if run is not None:
             ratio = run["events_per_s"] / bare["events_per_s"]
-            rows.append(
-                (f"{label}: {name}", sent["messages"], run["seconds"], run["events_per_s"], ratio)
-            )
+            cpu = run.get("cpu_s")  # the worker's whole process, start-up included
+            row = (sent["messages"], run["seconds"], cpu, run["events_per_s"], ratio)
+            rows.append((f"{label}: {name}", *row))
     if "naive_faust" in entry:
         entry["vs_naive"] = worker["events_per_s"] / entry["naive_faust"]["events_per_s"]
     return entry
@@ -306,11 +306,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"batched: {w} worker(s), settled group",
                         0,
                         got["seconds"],
+                        got["cpu_s"],
                         got["events_per_s"],
                         None,
                     )
                 )
-    print(table(("run", "messages", "seconds", "events/s", "÷ bare"), rows))
+    print(table(("run", "messages", "seconds", "cpu s", "events/s", "÷ bare"), rows))
     print()
     for label, entry in result["modes"].items():
         target = TARGETS[entry["mode"]]
