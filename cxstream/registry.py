@@ -26,8 +26,9 @@ log = logging.getLogger("cxstream.registry")
 T = TypeVar("T")
 
 CLAIM_TIMEOUT_S = 60.0
-# A claim that waits this long says so in the log: events wait with it, and a
-# worker that processes nothing and logs nothing would leave an operator guessing.
+# A claim or a start-up step that waits this long says so in the log: events wait
+# with it, and a worker that processes nothing and logs nothing would leave an
+# operator guessing.
 WAIT_WARNING_S = 10.0
 
 
@@ -83,8 +84,8 @@ class DimensionRegistry:
         await self._append([("", "")])
 
     async def _patiently(self, what: str, step: Awaitable[T]) -> T:
-        """Await a step of start-up, saying so every WAIT_WARNING_S while it waits
-        (the clients time out on their own)."""
+        """Await a step of start-up or a claim, saying so every WAIT_WARNING_S while it
+        waits (the clients and `_read_back` time out on their own)."""
         task = asyncio.ensure_future(step)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -153,34 +154,28 @@ class DimensionRegistry:
         if last is None:
             return
         offset = (await last).offset
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        await self._patiently(f"reading offset {offset} back", self._read_back(offset))
+
+    async def _read_back(self, offset: int) -> None:
+        """Return once the reader is past `offset`; raise if it stopped or took too long."""
         async with self._advanced:
-            while self.position <= offset:
+            try:
+                await asyncio.wait_for(
+                    self._advanced.wait_for(
+                        lambda: self.position > offset or self._reader_gone() is not None
+                    ),
+                    CLAIM_TIMEOUT_S,
+                )
+            except TimeoutError:
+                raise RegistryError(
+                    f"dimension registry: offset {offset} of {self.topic} not read back "
+                    f"in {CLAIM_TIMEOUT_S:.0f} s (read up to {self.position})"
+                ) from None
+            if self.position <= offset:
                 gone = self._reader_gone()
-                if gone is not None:
-                    raise RegistryError(
-                        f"dimension registry: cannot read {self.topic} back ({gone!r})"
-                    ) from gone
-                waited = loop.time() - started
-                if waited >= CLAIM_TIMEOUT_S:
-                    raise RegistryError(
-                        f"dimension registry: offset {offset} of {self.topic} not read back "
-                        f"in {CLAIM_TIMEOUT_S:.0f} s (read up to {self.position})"
-                    )
-                try:
-                    await asyncio.wait_for(
-                        self._advanced.wait(), min(WAIT_WARNING_S, CLAIM_TIMEOUT_S - waited)
-                    )
-                except TimeoutError:
-                    log.warning(
-                        "dimension registry: waited %.0f s for offset %d of %s to be read "
-                        "back (read up to %d); events wait for it",
-                        loop.time() - started,
-                        offset,
-                        self.topic,
-                        self.position,
-                    )
+                raise RegistryError(
+                    f"dimension registry: cannot read {self.topic} back ({gone!r})"
+                ) from gone
 
     async def claim(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Claim new values; on return the cap holds the deployment's decision."""
