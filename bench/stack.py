@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,64 +28,21 @@ from bench.common import PYTHON, RESULTS, ROOT, Event, log, proc_status_kib
 from cxstream.emit import Emitter
 from cxstream.errors import InvalidEvent
 from cxstream.events import FEEDBACK_TYPES
-from cxstream.kafka import LocalBroker, ensure_topics, free_port
+from cxstream.kafka import LocalBroker, ensure_topics
+from cxstream.local import LocalRedis, free_port, local_worker_env
 
 PARTITIONS = 8
 
 
-class Redis:
-    """A private redis-server on 127.0.0.1 (no persistence)."""
+class Redis(LocalRedis):
+    """The run's private Redis (no persistence), with a client to read what workers publish."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.TemporaryDirectory(prefix="cxbench-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir.name,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while not self._ping():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
+        super().__init__()
+        self.start()
         import redis
 
         self.client = redis.Redis(port=self.port)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.dir.cleanup()
 
 
 class Worker:
@@ -105,20 +61,16 @@ class Worker:
         self.port = free_port()
         datadir.mkdir(parents=True, exist_ok=True)
         self.log_path = datadir / f"worker-{self.port}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "CXSTREAM_BROKER": f"kafka://{broker}",
-            "CXSTREAM_REDIS_URL": redis_url,
-            "CXSTREAM_METRICS_PORT": str(self.port),
-            "CXSTREAM_METRICS_BIND": "127.0.0.1",
-            "CXSTREAM_CONFIG": str(config),
-            "CXSTREAM_APP_ID": app_id,
-            "CXSTREAM_DATADIR": str(datadir),
-            "CXSTREAM_BROKER_COMPAT": "tansu",
-            "CXSTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
-            **(extra_env or {}),
-        }
+        env = local_worker_env(
+            broker_url=f"kafka://{broker}",
+            redis_url=redis_url,
+            config=config,
+            app_id=app_id,
+            datadir=datadir,
+            metrics_port=self.port,
+        )
+        env["PYTHONPATH"] = str(ROOT)
+        env.update(extra_env or {})
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [PYTHON, "-m", "cxstream.cli", "worker"],

@@ -52,6 +52,7 @@ import yaml
 
 from cxstream.errors import CxStreamError
 from cxstream.generate_cli import duration_arg
+from cxstream.local import LocalRedis, LocalRedisError, free_port, local_worker_env
 
 WINDOWS: tuple[str, ...] = ("5m", "1h", "24h", "7d", "30d")
 BACKFILL_S = 2 * 3600
@@ -156,17 +157,6 @@ def _flatten(pairs: Iterable[tuple[str, str]]) -> list[str]:
     return [part for pair in pairs for part in pair]
 
 
-def _redis_ping(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 class DemoError(CxStreamError):
     """A part of the demo did not start or died; the message says which and why."""
 
@@ -184,7 +174,7 @@ class DemoStack:
     seed: int = field(default_factory=lambda: secrets.randbits(32))
     redis_bin: str | None = field(default_factory=lambda: shutil.which("redis-server"))
     broker: Any = None
-    redis: _Child | None = None
+    redis: LocalRedis | None = None
     worker: _Child | None = None
     generator: _Child | None = None
     redis_url: str | None = None
@@ -203,7 +193,7 @@ class DemoStack:
 
     def start(self, stopping: Callable[[], bool] = lambda: False) -> None:
         """Start every part; returns early (leaving the rest) once `stopping()` is true."""
-        from cxstream.kafka import LocalBroker, free_port
+        from cxstream.kafka import LocalBroker
 
         self._tmp = tempfile.TemporaryDirectory(prefix="cxstream-demo-")
         self.say("starting a local Kafka broker (Tansu) ...")
@@ -212,24 +202,15 @@ class DemoStack:
         if stopping():
             return
         if self.redis_bin is not None:
-            port = free_port()
-            options = {
-                "--port": str(port),
-                "--bind": "127.0.0.1",
-                "--save": "",
-                "--appendonly": "no",
-                "--dir": str(self.dir),
-            }
-            self.redis = _Child(
-                "redis",
-                [self.redis_bin, *_flatten(options.items())],
-                os.environ,
-                self.dir / "redis.log",
-            )
-            self._wait(self.redis, lambda: _redis_ping(port), 10.0)
-            self.redis_url = f"redis://127.0.0.1:{port}/0"
+            self.redis = LocalRedis(binary=self.redis_bin, directory=self.dir)
+            try:
+                self.redis.start()
+            except LocalRedisError as exc:
+                raise DemoError(str(exc)) from None
+            self.redis_url = self.redis.url
             self.say(
-                f"Redis on {self.redis_url} (e.g. redis-cli -p {port} hgetall cx:metrics:1h:all)"
+                f"Redis on {self.redis_url} "
+                f"(e.g. redis-cli -p {self.redis.port} hgetall cx:metrics:1h:all)"
             )
         else:
             self.say(
@@ -242,19 +223,15 @@ class DemoStack:
         self._create_topics()
         self.metrics_port = free_port()
         app_id = f"cxstream-demo-{secrets.token_hex(4)}"
-        env = self._env(config)
-        env.update(
-            {
-                # Without redis-server, a socket that does not exist: the sink
-                # fails at once and never reaches a Redis someone else runs.
-                "CXSTREAM_REDIS_URL": self.redis_url or f"unix://{self.dir}/no-redis.sock",
-                "CXSTREAM_METRICS_PORT": str(self.metrics_port),
-                "CXSTREAM_METRICS_BIND": "127.0.0.1",
-                "CXSTREAM_APP_ID": app_id,
-                "CXSTREAM_DATADIR": str(self.dir / "data"),
-                "CXSTREAM_BROKER_COMPAT": "tansu",
-                "CXSTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
-            }
+        env = local_worker_env(
+            broker_url=self.broker.url,
+            # Without redis-server, a socket that does not exist: the sink
+            # fails at once and never reaches a Redis someone else runs.
+            redis_url=self.redis_url or f"unix://{self.dir}/no-redis.sock",
+            config=config,
+            app_id=app_id,
+            datadir=self.dir / "data",
+            metrics_port=self.metrics_port,
         )
         self.worker = _Child(
             "worker",
@@ -331,7 +308,7 @@ class DemoStack:
             time.sleep(0.05)
 
     def children(self) -> list[_Child]:
-        return [c for c in (self.generator, self.worker, self.redis) if c is not None]
+        return [c for c in (self.generator, self.worker) if c is not None]
 
     def died(self) -> str | None:
         """Which part has exited while the demo runs, with the end of its log; None if none."""
@@ -341,6 +318,11 @@ class DemoStack:
                     f"the {child.name} exited with {child.proc.returncode}; its log ends:\n"
                     + child.log_tail()
                 )
+        if self.redis is not None and not self.redis.running:
+            return (
+                f"Redis exited with {self.redis.returncode}; its log ends:\n"
+                + self.redis.log_tail()
+            )
         if self.broker is not None and not self.broker.running:
             log = self.broker.log_path
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
@@ -354,7 +336,7 @@ class DemoStack:
         if self.worker is not None:
             self.worker.stop(signal.SIGTERM, 15.0)
         if self.redis is not None:
-            self.redis.stop(signal.SIGTERM, 5.0)
+            self.redis.stop(5.0)
         if self.broker is not None:
             self.broker.stop()
         if self._tmp is not None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
-import signal
 import socket
 import ssl
 import struct
@@ -27,6 +25,7 @@ from typing import Any
 
 from cxstream.config import KafkaSecurity
 from cxstream.errors import ConfigError, CxStreamError
+from cxstream.local import free_port, terminate_group
 
 __all__ = [
     "BROKER_COMPAT_ENV",
@@ -84,18 +83,6 @@ def broker_bin() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise BrokerError(f"Tansu broker binary {path!r} is not an executable file")
     return str(path)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on `host` right now.
-
-    The kernel picks it (bind to port 0), so two callers do not get the same
-    port; another process may still take it before the caller binds it.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _api_versions_ok(host: str, port: int, timeout_s: float) -> bool:
@@ -274,7 +261,7 @@ class LocalBroker:
         proc, self._proc = self._proc, None
         _LIVE_BROKERS.discard(self)
         if proc is not None:
-            _terminate_group(proc, timeout_s)
+            terminate_group(proc, timeout_s)
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -296,21 +283,6 @@ class LocalBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """End `proc` and every process in its group (it was started in its own session)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            continue
-        # The leader is gone; children that ignored SIGTERM still get SIGKILL.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
 
 
 # --------------------------------------------------------------------------- topics

@@ -8,21 +8,14 @@ built from these.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from cxstream.kafka import free_port, read_topic
+from cxstream.kafka import read_topic
+from cxstream.local import LocalRedis, free_port
 
 __all__ = [
     "RedisServer",
@@ -131,96 +124,11 @@ async def wait_for_messages(
 # --------------------------------------------------------------------------- Redis
 
 
-def _redis_ping(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+class RedisServer(LocalRedis):
+    """The session's private redis-server (see :class:`cxstream.local.LocalRedis`).
 
-
-class RedisServer:
-    """A private `redis-server` on 127.0.0.1: no persistence, its own temp dir.
-
-    `url` stays valid across :meth:`restart_empty`, which is what outage
-    tests need: kill Redis, let the worker notice, bring back an empty one
-    on the same port.
+    Tests share one server and empty it between them with :meth:`flush`.
     """
-
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
-        found = binary or shutil.which("redis-server")
-        if found is None:
-            raise RuntimeError(
-                "redis-server is not installed: apt-get install -y redis-server "
-                "(make test does this)"
-            )
-        self.binary = found
-        self.port = port if port is not None else free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="cxstream-redis-")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """`redis://127.0.0.1:PORT/0`."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def log_path(self) -> Path:
-        return Path(self._dir.name) / "redis.log"
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start an empty server and wait until it answers PING."""
-        if self.running:
-            return self
-        cmd = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir.name,
-            "--daemonize", "no",
-        ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not _redis_ping(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                self.kill()
-                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{tail}")
-            time.sleep(0.05)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the server (an outage, no clean shutdown) and wait until it is gone."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def restart_empty(self) -> None:
-        """Kill the server and start an empty one on the same port."""
-        self.kill()
-        self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its directory."""
-        self.kill()
-        self._dir.cleanup()
 
     def flush(self) -> None:
         """Empty every database (FLUSHALL)."""

@@ -295,9 +295,8 @@ async def test_kill_9_three_times_mid_ingest_loses_and_doubles_nothing(
 
 
 def _signal_redis(redis_proc: RedisServer, sig: signal.Signals) -> None:
-    proc = redis_proc._proc  # the fixture's own process handle
-    assert proc is not None
-    os.kill(proc.pid, sig)
+    assert redis_proc.pid is not None
+    os.kill(redis_proc.pid, sig)
 
 
 @pytest.mark.slow

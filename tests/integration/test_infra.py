@@ -30,6 +30,7 @@ from cxstream.kafka import (
     free_port,
     wait_for_kafka,
 )
+from cxstream.local import LocalRedis, LocalRedisError, local_worker_env
 
 from infra import RedisServer, read_topic, wait_for
 
@@ -188,6 +189,33 @@ def test_redis_fixture_serves_and_restarts_empty_on_the_same_port(
         assert client.hgetall("cx:metrics:1h:all") == {}
     finally:
         client.close()
+
+
+def test_a_redis_that_cannot_start_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = LocalRedis(taken.getsockname()[1], directory=tmp_path)
+        with pytest.raises(LocalRedisError, match=r"exited with 1; its log:\n.*(?s:.*)bind"):
+            server.start()
+    assert not server.running
+    assert server.pid is None
+
+
+def test_worker_env_keeps_the_users_kafka_settings_out(tmp_path: Path) -> None:
+    env = local_worker_env(
+        broker_url="kafka://127.0.0.1:1",
+        redis_url="redis://127.0.0.1:2/0",
+        config=tmp_path / "c.yaml",
+        app_id="app",
+        datadir=tmp_path,
+        metrics_port=3,
+        base={"PATH": "/bin", "CXSTREAM_KAFKA_SASL_PASSWORD": "s3cret", "CXSTREAM_BROKER": "x"},
+    )
+    assert env["PATH"] == "/bin"
+    assert "CXSTREAM_KAFKA_SASL_PASSWORD" not in env
+    assert env["CXSTREAM_BROKER"] == "kafka://127.0.0.1:1"
+    assert env["CXSTREAM_METRICS_PORT"] == "3"
 
 
 def test_redis_url_fixture_starts_empty(redis_url: str) -> None:

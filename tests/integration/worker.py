@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from infra import free_port
+from cxstream.local import free_port, local_worker_env
 
 
 def write_config(path: Path, prefix: str, partitions: int = 4, **extra: Any) -> Path:
@@ -48,19 +48,15 @@ class WorkerProcess:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.metrics_port = metrics_port or free_port()
-        self.env = {
-            **os.environ,
-            "CXSTREAM_BROKER": f"kafka://{broker}",
-            "CXSTREAM_REDIS_URL": redis_url,
-            "CXSTREAM_METRICS_PORT": str(self.metrics_port),
-            "CXSTREAM_METRICS_BIND": "127.0.0.1",
-            "CXSTREAM_CONFIG": str(config),
-            "CXSTREAM_APP_ID": app_id,
-            "CXSTREAM_DATADIR": str(datadir),
-            "CXSTREAM_BROKER_COMPAT": "tansu",
-            "CXSTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
-            **(extra_env or {}),
-        }
+        self.env = local_worker_env(
+            broker_url=f"kafka://{broker}",
+            redis_url=redis_url,
+            config=config,
+            app_id=app_id,
+            datadir=datadir,
+            metrics_port=self.metrics_port,
+        )
+        self.env.update(extra_env or {})
         self.log_path = datadir / f"worker-{self.metrics_port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
