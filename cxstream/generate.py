@@ -530,6 +530,7 @@ class _User:
     contact: str  # channel for support and surveys: email or chat
     subscribed: bool
     subscribed_ms: int | None = None  # when a subscription of this run started
+    subscribed_in: tuple[str, str] = ("", "")  # that subscription's product and channel
 
 
 @dataclass(slots=True)
@@ -667,13 +668,14 @@ class _Simulation:
         *,
         touchpoint: str | None = None,
         channel: str | None = None,
+        product: str | None = None,
         stage: str | None = None,
         in_session: bool = True,
     ) -> None:
         pending = _Pending(
             type=type_,
             user=visit.user,
-            product=visit.product,
+            product=product or visit.product,
             channel=channel or visit.channel,
             touchpoint=touchpoint,
             stage=stage if visit.tag_stages else None,
@@ -918,6 +920,7 @@ class _Simulation:
             # A start before the run (in its warm-up) is not in the output: like the
             # subscribers from before the run, that subscription is not cancelled.
             user.subscribed_ms = started if started >= self.model.start_ms else None
+            user.subscribed_in = (visit.product, visit.channel)
         if rng.random() < 0.3:
             answered = ts + rng.lognormvariate(math.log(40_000), 0.7)
             self._csat(visit, answered, "checkout", visit.channel, 0.87 if ok else 0.35)
@@ -929,6 +932,12 @@ class _Simulation:
         cancellation of a subscription whose start is not in it (one from before the
         run) would be churn of subscribers nobody counted: a short run would show
         more cancellations than subscribers. Subscribers from before the run stay.
+
+        The billing system sends the cancellation, outside any session, with the
+        product, channel and touchpoint of the subscription it ends: a subscription
+        counts in the scopes of its own events, so a cancellation tagged with the
+        page where the user clicked would take that scope's active subscribers
+        below zero.
         """
         user = visit.user
         if user.subscribed_ms is None or user.subscribed_ms >= t:
@@ -936,8 +945,17 @@ class _Simulation:
         props: dict[str, object] = {}
         if self.rng.random() < 0.8:
             props["reason"] = self.rng.choice(_CANCEL_REASONS)
+        product, channel = user.subscribed_in
         self._push(
-            ts, "subscription_cancelled", visit, props, touchpoint="product", stage="retention"
+            ts,
+            "subscription_cancelled",
+            visit,
+            props,
+            touchpoint="checkout",
+            channel=channel,
+            product=product,
+            stage="retention",
+            in_session=False,
         )
         user.subscribed = False
         user.subscribed_ms = None

@@ -451,6 +451,22 @@ def test_every_cancellation_ends_a_subscription_started_in_the_output(
     assert cancels < 0.2 * starts
 
 
+def test_a_cancellation_has_the_scopes_of_its_start(one_hour: list[Event]) -> None:
+    # A subscription counts in the scopes of its own events (SPEC): a cancellation
+    # tagged with other dimensions than its start would take a scope below zero.
+    dims = ("product", "channel", "touchpoint")
+    started: dict[object, tuple[object, ...]] = {}
+    cancels = 0
+    for event in sorted(one_hour, key=lambda e: ts_ms(e["ts"]) or 0):
+        scopes = tuple(event.get(key) for key in dims)
+        if event["type"] == "subscription_started":
+            started[event["user_id"]] = scopes
+        elif event["type"] == "subscription_cancelled":
+            cancels += 1
+            assert scopes == started.pop(event["user_id"]), event
+    assert cancels >= 3
+
+
 def test_resolved_tickets_were_opened_and_report_effort(one_hour: list[Event]) -> None:
     opened = {props(e)["ticket_id"] for e in by_type(one_hour, "support_ticket_opened")}
     resolved = [props(e) for e in by_type(one_hour, "support_ticket_resolved")]
