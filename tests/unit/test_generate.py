@@ -638,9 +638,14 @@ def test_incident_lowers_csat_in_its_scope_and_span(incident_run: list[Event]) -
         answers[(event["product"] == "web_app", _phase(event))].append(satisfied)
     share = {key: sum(v) / len(v) for key, v in answers.items()}
     assert min(len(v) for v in answers.values()) >= 40
-    assert share[(True, "before")] > 0.7
-    assert share[(True, "during")] < 0.6
-    assert share[(True, "after")] > 0.7  # the span ended
+    # The drop is measured against the same product's shares before and after,
+    # not fixed levels, which a change to the model's base satisfaction moves.
+    # With about a hundred answers per share a difference of two has a standard
+    # error of about 0.065; the incident's drop (about 0.35) is three of them
+    # above 0.15.
+    during = share[(True, "during")]
+    assert share[(True, "before")] - during > 0.15
+    assert share[(True, "after")] - during > 0.15  # the span ended
     assert share[(False, "during")] > 0.7  # other products are not in the scope
 
 
