@@ -169,7 +169,7 @@ class Stack:
         for worker in self.workers:
             worker.stop(10)
         self.redis.close()
-        self.broker.stop()
+        self.broker.close()
         self.tmp.cleanup()
 
     def topics(

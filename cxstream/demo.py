@@ -197,7 +197,7 @@ class DemoStack:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="cxstream-demo-")
         self.say("starting a local Kafka broker (Tansu) ...")
-        self.broker = LocalBroker(log_path=self.dir / "broker.log").start()
+        self.broker = LocalBroker(directory=self.dir).start()
         self.say(f"Kafka broker on {self.broker.bootstrap}")
         if stopping():
             return
@@ -318,15 +318,12 @@ class DemoStack:
                     f"the {child.name} exited with {child.proc.returncode}; its log ends:\n"
                     + child.log_tail()
                 )
-        if self.redis is not None and not self.redis.running:
-            return (
-                f"Redis exited with {self.redis.returncode}; its log ends:\n"
-                + self.redis.log_tail()
-            )
-        if self.broker is not None and not self.broker.running:
-            log = self.broker.log_path
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            return f"the Kafka broker exited; its log ends:\n{tail}"
+        for server in (self.redis, self.broker):
+            if server is not None and not server.running:
+                return (
+                    f"the {server.what} exited with {server.returncode}; its log ends:\n"
+                    + server.log_tail(3000)
+                )
         return None
 
     def stop(self) -> None:

@@ -8,24 +8,19 @@ broker-specific knowledge lives in one place.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import socket
 import ssl
 import struct
-import subprocess
-import tempfile
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cxstream.config import KafkaSecurity
 from cxstream.errors import ConfigError, CxStreamError
-from cxstream.local import free_port, terminate_group
+from cxstream.local import LocalServer, free_port
 
 __all__ = [
     "BROKER_COMPAT_ENV",
@@ -129,26 +124,15 @@ def wait_for_kafka(bootstrap: str, timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-_LIVE_BROKERS: weakref.WeakSet[LocalBroker] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_live_brokers() -> None:
-    # A broker outlives its Python parent otherwise (it runs in its own session).
-    for broker in list(_LIVE_BROKERS):
-        broker.stop()
-
-
-class LocalBroker:
-    """A throwaway Tansu broker (memory storage) on 127.0.0.1, run as a subprocess.
+class LocalBroker(LocalServer):
+    """A throwaway Tansu broker (memory storage), run as a subprocess.
 
     For tests and `cxstream demo`: nothing it stores survives :meth:`stop`.
     It listens and advertises `tcp://127.0.0.1:PORT`, so clients on this host
     only (`advertised_port` advertises another port, for a proxy in front of it;
     `authentication` turns on Tansu's SASL checks). `port=None` picks a free port.
-    :meth:`start` returns once the broker answers Kafka requests; :meth:`stop`
-    ends it and any child it made, and is also run at interpreter exit for
-    brokers still running.
+    :meth:`start` returns once the broker answers Kafka requests (see
+    :class:`cxstream.local.LocalServer` for the rest of its life).
 
     >>> with LocalBroker() as broker:          # doctest: +SKIP
     ...     print(broker.bootstrap)            # 127.0.0.1:40123
@@ -158,30 +142,25 @@ class LocalBroker:
     that breaks Faust.
     """
 
+    what = "Tansu broker"
+    log_name = "tansu.log"
+    error = BrokerError
+
     def __init__(
         self,
         port: int | None = None,
         *,
         host: str = "127.0.0.1",
         binary: str | None = None,
-        log_path: str | os.PathLike[str] | None = None,
+        directory: Path | None = None,
         startup_timeout_s: float = 20.0,
         advertised_port: int | None = None,
         authentication: bool = False,
     ) -> None:
-        self.host = host
-        self.port = port if port is not None else free_port(host)
+        super().__init__(port, host=host, directory=directory, startup_timeout_s=startup_timeout_s)
         self.advertised_port = advertised_port if advertised_port is not None else self.port
         self.authentication = authentication
         self._binary = binary
-        self._log_path = Path(log_path) if log_path is not None else None
-        self._startup_timeout_s = startup_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<LocalBroker {self.bootstrap} {state}>"
 
     @property
     def bootstrap(self) -> str:
@@ -193,30 +172,9 @@ class LocalBroker:
         """`kafka://host:port`, the form Faust's `broker` and CXSTREAM_BROKER take."""
         return f"kafka://{self.bootstrap}"
 
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def log_path(self) -> Path | None:
-        """Where the broker's stdout and stderr go (None before :meth:`start`)."""
-        return self._log_path
-
-    def start(self) -> LocalBroker:
-        """Start the broker and wait until it answers Kafka requests.
-
-        Raises :class:`BrokerError` with the end of the broker's log if it
-        exits or does not answer within `startup_timeout_s`.
-        """
-        if self.running:
-            return self
-        binary = self._binary or broker_bin()
-        if self._log_path is None:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="cxstream-broker-")
-            self._log_path = Path(self._tmpdir.name) / "tansu.log"
+    def _command(self) -> list[str]:
         cmd = [
-            binary,
+            self._binary or broker_bin(),
             "broker",
             "--listener-url",
             f"tcp://{self.host}:{self.port}",
@@ -227,62 +185,15 @@ class LocalBroker:
         ]
         if self.authentication:
             cmd.append("--authentication")
-        with open(self._log_path, "ab") as out:
-            # Own session: stop() signals the whole process group, and a Ctrl-C
-            # meant for the parent does not kill the broker under a running test.
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _LIVE_BROKERS.add(self)
-        deadline = time.monotonic() + self._startup_timeout_s
-        while not _api_versions_ok(self.host, self.port, timeout_s=1.0):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                why = (
-                    f"exited with {self._proc.returncode}"
-                    if self._proc.poll() is not None
-                    else f"did not answer within {self._startup_timeout_s:g} s"
-                )
-                tail = self._log_tail()
-                self.stop()
-                raise BrokerError(f"Tansu broker on {self.bootstrap} {why}; its log:\n{tail}")
-            time.sleep(0.05)
+        return cmd
+
+    def _ready(self) -> bool:
+        return _api_versions_ok(self.host, self.port, timeout_s=1.0)
+
+    def start(self) -> LocalBroker:
+        super().start()
         log.info("local Kafka broker (Tansu) ready on %s", self.bootstrap)
         return self
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the broker: SIGTERM to its process group, SIGKILL after `timeout_s`.
-
-        Safe to call twice and on a broker that already died.
-        """
-        proc, self._proc = self._proc, None
-        _LIVE_BROKERS.discard(self)
-        if proc is not None:
-            terminate_group(proc, timeout_s)
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
-            self._tmpdir = None
-            self._log_path = None
-
-    def _log_tail(self, max_bytes: int = 4000) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return "(no log)"
-        data = self._log_path.read_bytes()[-max_bytes:]
-        return data.decode("utf-8", errors="replace")
-
-    def __enter__(self) -> LocalBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- topics

@@ -1,10 +1,10 @@
-"""Private services on this machine: free ports, a throwaway redis-server, a worker's environment.
+"""Private services on this machine: free ports, throwaway servers, a worker's environment.
 
 `cxstream demo`, the integration tests and the benchmarks all run a worker
 against services of their own on 127.0.0.1; they share this module so that
-there is one way to start such a Redis and one set of settings for a worker on
-the local test broker (the broker itself is :class:`cxstream.kafka.LocalBroker`,
-beside the Kafka plumbing it needs).
+there is one way to run such a server (:class:`LocalServer`: a redis-server
+here, the Tansu broker in :class:`cxstream.kafka.LocalBroker`, beside the Kafka
+plumbing it needs) and one set of settings for a worker on the local broker.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 from cxstream.errors import CxStreamError
 
 __all__ = [
     "LocalRedis",
     "LocalRedisError",
+    "LocalServer",
     "free_port",
     "local_worker_env",
     "terminate_group",
@@ -100,38 +102,177 @@ def local_worker_env(
     return env
 
 
-class LocalRedisError(CxStreamError):
-    """redis-server is missing, or did not start; the message says which and why."""
-
-
-def _redis_ping(port: int, timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-_LIVE_SERVERS: weakref.WeakSet[LocalRedis] = weakref.WeakSet()
+_LIVE_SERVERS: weakref.WeakSet[LocalServer] = weakref.WeakSet()
 
 
 @atexit.register
-def _stop_live_servers() -> None:
+def _close_live_servers() -> None:
     # A server outlives its Python parent otherwise (it runs in its own session).
     for server in list(_LIVE_SERVERS):
         server.close()
 
 
-class LocalRedis:
-    """A private `redis-server` on 127.0.0.1 that keeps nothing on disk.
+class LocalServer:
+    """A throwaway server on 127.0.0.1, run as a subprocess in its own session.
 
-    Its working directory and log are `directory` (default: a temporary one,
-    removed by :meth:`close`). `url` stays valid across :meth:`restart_empty`,
-    which outage tests need: kill Redis, let the worker notice, bring back an
-    empty one on the same port. Servers still running at interpreter exit are
-    stopped.
+    A subclass says how to start it (`_command`) and when it serves (`_ready`).
+    Its log is `log_name` in `directory` (default: a temporary directory, removed
+    by :meth:`close`). :meth:`start` returns once the server is ready;
+    :meth:`stop` ends it and every process it made, and :meth:`close` also
+    removes what it made, which happens at interpreter exit to servers still
+    running. Its own session keeps a Ctrl-C meant for the parent from reaching
+    it: the parent stops its parts in its own order.
     """
+
+    what: ClassVar[str] = "server"
+    log_name: ClassVar[str] = "server.log"
+    error: ClassVar[type[CxStreamError]] = CxStreamError
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        directory: Path | None = None,
+        startup_timeout_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._startup_timeout_s = startup_timeout_s
+        self._directory = directory
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def directory(self) -> Path:
+        """Where the server works and logs (made on first use)."""
+        if self._directory is None:
+            prefix = f"cxstream-{type(self).__name__.lower()}-"
+            self._tmpdir = tempfile.TemporaryDirectory(prefix=prefix)
+            self._directory = Path(self._tmpdir.name)
+        return self._directory
+
+    @property
+    def log_path(self) -> Path:
+        """The server's stdout and stderr."""
+        return self.directory / self.log_name
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (fault tests signal it)."""
+        return self._proc.pid if self._proc is not None and self.running else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status of a server that has exited, else None."""
+        return None if self._proc is None else self._proc.poll()
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return "(no log)"
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready.
+
+        Raises the class's `error` with the end of the log if the server exits or
+        is not ready within `startup_timeout_s`.
+        """
+        if self.running:
+            return self
+        cmd = self._command()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _LIVE_SERVERS.add(self)
+        deadline = time.monotonic() + self._startup_timeout_s
+        while not self._ready():
+            exited = self._proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                why = (
+                    f"exited with {self._proc.returncode}"
+                    if exited
+                    else f"did not answer within {self._startup_timeout_s:g} s"
+                )
+                tail = self.log_tail()
+                self.stop()
+                raise self.error(f"{self.what} on {self.host}:{self.port} {why}; its log:\n{tail}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM to the server's group, SIGKILL after `timeout_s`; safe to call twice."""
+        proc, self._proc = self._proc, None
+        _LIVE_SERVERS.discard(self)
+        if proc is not None:
+            terminate_group(proc, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL the server's group (an outage, no clean shutdown) and wait until it is gone."""
+        proc, self._proc = self._proc, None
+        _LIVE_SERVERS.discard(self)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop the server and remove its directory if it made one."""
+        self.stop()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+            self._directory = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalRedisError(CxStreamError):
+    """redis-server is missing, or did not start; the message says which and why."""
+
+
+class LocalRedis(LocalServer):
+    """A private `redis-server` that keeps nothing on disk.
+
+    `url` stays valid across :meth:`restart_empty`, which outage tests need:
+    kill Redis, let the worker notice, bring back an empty one on the same port.
+    """
+
+    what = "redis-server"
+    log_name = "redis.log"
+    error = LocalRedisError
 
     def __init__(
         self,
@@ -145,129 +286,33 @@ class LocalRedis:
         if found is None:
             raise LocalRedisError("redis-server is not installed: apt-get install -y redis-server")
         self.binary = found
-        self.port = port if port is not None else free_port()
-        self._startup_timeout_s = startup_timeout_s
-        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        if directory is None:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="cxstream-redis-")
-            directory = Path(self._tmpdir.name)
-        self.directory = directory
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<LocalRedis {self.url} {state}>"
+        super().__init__(port, directory=directory, startup_timeout_s=startup_timeout_s)
 
     @property
     def url(self) -> str:
         """`redis://127.0.0.1:PORT/0`, the form CXSTREAM_REDIS_URL takes."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        """True while the server process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs (outage tests signal it)."""
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status of a server that has exited, else None."""
-        return None if self._proc is None else self._proc.poll()
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "redis.log"
-
-    def log_tail(self, max_chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return "(no log)"
-
-    def start(self) -> LocalRedis:
-        """Start an empty server and wait until it answers PING.
-
-        Raises :class:`LocalRedisError` with the end of its log if it exits or
-        does not answer within `startup_timeout_s`.
-        """
-        if self.running:
-            return self
-        self.directory.mkdir(parents=True, exist_ok=True)
-        cmd = [
+    def _command(self) -> list[str]:
+        return [
             self.binary,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.directory),
             "--daemonize", "no",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as out:
-            # Own session: a Ctrl-C meant for the parent does not reach Redis,
-            # which the parent stops in its own order.
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _LIVE_SERVERS.add(self)
-        deadline = time.monotonic() + self._startup_timeout_s
-        while not _redis_ping(self.port):
-            exited = self._proc.poll() is not None
-            if exited or time.monotonic() > deadline:
-                why = (
-                    f"exited with {self._proc.returncode}"
-                    if exited
-                    else f"did not answer within {self._startup_timeout_s:g} s"
-                )
-                tail = self.log_tail()
-                self.kill()
-                raise LocalRedisError(f"redis-server on port {self.port} {why}; its log:\n{tail}")
-            time.sleep(0.05)
-        return self
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM to the server's group, SIGKILL after `timeout_s`; safe to call twice."""
-        proc, self._proc = self._proc, None
-        _LIVE_SERVERS.discard(self)
-        if proc is not None:
-            terminate_group(proc, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL the server (an outage, no clean shutdown) and wait until it is gone."""
-        proc, self._proc = self._proc, None
-        _LIVE_SERVERS.discard(self)
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def restart_empty(self) -> None:
         """Kill the server and start an empty one on the same port."""
         self.kill()
         self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its directory if it made one."""
-        self.stop()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
-            self._tmpdir = None
-
-    def __enter__(self) -> LocalRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

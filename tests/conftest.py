@@ -39,7 +39,7 @@ def local_broker() -> Iterator[LocalBroker]:
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.close()
 
 
 @pytest.fixture(scope="session")

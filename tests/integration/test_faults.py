@@ -453,8 +453,8 @@ async def test_broker_frozen_for_20_s_then_the_worker_reconnects_and_loses_nothi
                 message=worker.log_tail,
             )
 
-            assert own._proc is not None
-            os.killpg(own._proc.pid, signal.SIGSTOP)
+            assert own.pid is not None
+            os.killpg(own.pid, signal.SIGSTOP)
             frozen = True
             # Producers keep sending while it is frozen (their requests wait in the socket).
             sender = asyncio.create_task(send_all(own.bootstrap, topic_prefix, parts[1]))
@@ -463,7 +463,7 @@ async def test_broker_frozen_for_20_s_then_the_worker_reconnects_and_loses_nothi
             while time.monotonic() < thawed_at:
                 assert worker.alive, worker.log_tail()
                 await asyncio.sleep(0.5)
-            os.killpg(own._proc.pid, signal.SIGCONT)
+            os.killpg(own.pid, signal.SIGCONT)
             frozen = False
 
             await asyncio.wait_for(sender, 60)
@@ -479,8 +479,8 @@ async def test_broker_frozen_for_20_s_then_the_worker_reconnects_and_loses_nothi
             assert worker.alive and worker.proc is not None and worker.proc.pid == pid
             assert worker.healthy()
         finally:
-            if frozen and own._proc is not None:
-                os.killpg(own._proc.pid, signal.SIGCONT)
+            if frozen and own.pid is not None:
+                os.killpg(own.pid, signal.SIGCONT)
             if sender is not None and not sender.done():
                 sender.cancel()
             await client.aclose()
