@@ -52,7 +52,7 @@ import yaml
 
 from cxstream.errors import CxStreamError
 from cxstream.generate_cli import duration_arg
-from cxstream.local import LocalRedis, LocalRedisError, free_port, local_worker_env
+from cxstream.local import LocalRedis, free_port, local_worker_env
 
 WINDOWS: tuple[str, ...] = ("5m", "1h", "24h", "7d", "30d")
 BACKFILL_S = 2 * 3600
@@ -203,10 +203,7 @@ class DemoStack:
             return
         if self.redis_bin is not None:
             self.redis = LocalRedis(binary=self.redis_bin, directory=self.dir)
-            try:
-                self.redis.start()
-            except LocalRedisError as exc:
-                raise DemoError(str(exc)) from None
+            self.redis.start()  # a LocalRedisError says why, as a BrokerError does above
             self.redis_url = self.redis.url
             self.say(
                 f"Redis on {self.redis_url} "
